@@ -1,0 +1,92 @@
+//! The command line: one subcommand per job, each with `--help`.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// prioritize: who to contact about a delinquent account, how, and in what order.
+#[derive(Debug, Parser)]
+#[command(name = "prioritize", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of a table folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    /// CSV below 100,000 accounts, Parquet from there on.
+    Auto,
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate a portfolio, check it and compute its features, printing what it did.
+    Demo {
+        /// Folder for the demo's data and outputs.
+        #[arg(long, default_value = "target/demo")]
+        dir: PathBuf,
+        /// Accounts to simulate.
+        #[arg(long, default_value_t = 20_000)]
+        accounts: usize,
+    },
+    /// Write a synthetic portfolio (accounts, payment_history, actions, outcomes) to a folder.
+    Simulate {
+        /// Number of accounts.
+        #[arg(long)]
+        accounts: usize,
+        /// Random seed: the same seed gives the same portfolio.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output folder (replaced if it holds only data tables).
+        #[arg(long)]
+        out: PathBuf,
+        /// The portfolio's as-of day (YYYY-MM-DD); the last cycle ends on or before it.
+        #[arg(long, default_value = "2026-09-30")]
+        as_of: NaiveDate,
+        /// Monthly cycles of payment history per account.
+        #[arg(long, default_value_t = 12)]
+        cycles: usize,
+        /// ISO 4217 currency of the portfolio.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        #[arg(long, value_enum, default_value_t = TableFormat::Auto)]
+        format: TableFormat,
+    },
+    /// Turn the public UCI credit-card file into the contract's tables.
+    ImportUci {
+        /// The UCI CSV file (data/uci_credit_card_train.csv).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output folder (replaced if it holds only data tables).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
+        format: TableFormat,
+    },
+    /// Check a data folder against the contract and list every problem found.
+    Validate {
+        #[arg(long)]
+        data: PathBuf,
+        /// Stop listing after this many problems (they are still counted).
+        #[arg(long, default_value_t = 100)]
+        max_problems: usize,
+    },
+    /// Compute the model features of a data folder and write them to Parquet.
+    Features {
+        #[arg(long, required_unless_present = "list")]
+        data: Option<PathBuf>,
+        /// One row per account on this day; without it, one row per `outcomes` row.
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Output Parquet file.
+        #[arg(long, required_unless_present = "list")]
+        out: Option<PathBuf>,
+        /// Print the documented feature list (Markdown) and exit.
+        #[arg(long)]
+        list: bool,
+    },
+}

@@ -1,0 +1,240 @@
+//! Reading a data folder's tables from CSV or Parquet into typed frames.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::error::{at_column, ContractError, Problems};
+use super::parse::{canonical_dtype, check_allowed_values, to_canonical};
+use super::schema::{ColumnType, TableSpec, SENSITIVE_COLUMNS};
+
+/// The file formats a table may come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// Where a table of a data folder is, if it is there.
+pub fn find_table(
+    dir: &Path,
+    spec: &TableSpec,
+) -> Result<Option<(PathBuf, Format)>, ContractError> {
+    let csv = dir.join(format!("{}.csv", spec.name));
+    let parquet = dir.join(format!("{}.parquet", spec.name));
+    match (csv.is_file(), parquet.is_file()) {
+        (true, true) => Err(ContractError::Folder {
+            path: dir.to_path_buf(),
+            what: format!(
+                "both {0}.csv and {0}.parquet are present; keep one",
+                spec.name
+            ),
+        }),
+        (true, false) => Ok(Some((csv, Format::Csv))),
+        (false, true) => Ok(Some((parquet, Format::Parquet))),
+        (false, false) => Ok(None),
+    }
+}
+
+fn file_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn read_error(file: &str) -> impl Fn(PolarsError) -> ContractError + '_ {
+    move |source| ContractError::Read {
+        file: file.to_string(),
+        source,
+    }
+}
+
+/// Reads the raw columns of a table file: CSV as text, Parquet as stored,
+/// restricted to the columns the contract knows.
+fn read_raw(path: &Path, format: Format, spec: &TableSpec) -> Result<DataFrame, ContractError> {
+    let file = file_label(path);
+    let io = |source| ContractError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let frame = match format {
+        Format::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .with_raise_if_empty(false)
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|reader| reader.finish())
+            .map_err(read_error(&file))?,
+        Format::Parquet => {
+            let mut reader = ParquetReader::new(File::open(path).map_err(io)?);
+            let schema = reader.schema().map_err(read_error(&file))?;
+            let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+            warn_unknown(&file, spec, &names);
+            let known: Vec<String> = names
+                .into_iter()
+                .filter(|n| spec.column(n).is_some())
+                .collect();
+            reader
+                .with_columns(Some(known))
+                .finish()
+                .map_err(read_error(&file))?
+        }
+    };
+    if format == Format::Csv {
+        let names: Vec<String> = frame
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        warn_unknown(&file, spec, &names);
+    }
+    Ok(frame)
+}
+
+fn warn_unknown(file: &str, spec: &TableSpec, names: &[String]) {
+    for name in names.iter().filter(|n| spec.column(n).is_none()) {
+        if SENSITIVE_COLUMNS.contains(&name.to_ascii_lowercase().as_str()) {
+            tracing::warn!(file, column = %name, "column dropped: direct identifiers and protected attributes never enter the service");
+        } else {
+            tracing::warn!(file, column = %name, "unknown column ignored");
+        }
+    }
+}
+
+/// Loads one table into its canonical columns, in the order of the contract.
+/// Returns `None` when an optional table is absent from the folder.
+pub fn load_table(
+    dir: &Path,
+    spec: &TableSpec,
+    problems: &mut Problems,
+) -> Result<Option<DataFrame>, ContractError> {
+    let Some((path, format)) = find_table(dir, spec)? else {
+        if spec.required {
+            return Err(ContractError::Folder {
+                path: dir.to_path_buf(),
+                what: format!("missing required table {0}.csv or {0}.parquet", spec.name),
+            });
+        }
+        tracing::info!(table = spec.name, "table absent: read as empty");
+        return Ok(None);
+    };
+    let file = file_label(&path);
+    let raw = read_raw(&path, format, spec)?;
+    let rows = raw.height();
+    let mut columns = Vec::with_capacity(spec.columns.len());
+    for column_spec in spec.columns {
+        let column = match raw.column(column_spec.name) {
+            Ok(found) => {
+                super::validate::check_present(&file, column_spec, found, problems)?;
+                to_canonical(&file, column_spec, found, problems)?
+            }
+            Err(_) if column_spec.required => {
+                problems.push(at_column(
+                    &file,
+                    column_spec.name,
+                    "required column is missing",
+                ))?;
+                Column::full_null(
+                    column_spec.name.into(),
+                    rows,
+                    &canonical_dtype(column_spec.ty),
+                )
+            }
+            Err(_) if column_spec.ty == ColumnType::Bool => {
+                Column::new_scalar(column_spec.name.into(), Scalar::from(false), rows)
+            }
+            Err(_) => Column::full_null(
+                column_spec.name.into(),
+                rows,
+                &canonical_dtype(column_spec.ty),
+            ),
+        };
+        let column = if column_spec.ty == ColumnType::Bool {
+            // Optional flags default to false where a cell is blank.
+            column
+                .fill_null(FillNullStrategy::Zero)
+                .map_err(read_error(&file))?
+        } else {
+            column
+        };
+        check_allowed_values(&file, column_spec, &column, problems)?;
+        columns.push(column);
+    }
+    let frame = DataFrame::new(columns).map_err(read_error(&file))?;
+    super::validate::check_table(&file, spec, &frame, problems)?;
+    Ok(Some(frame))
+}
+
+/// An empty frame with a table's canonical columns.
+pub fn empty_table(spec: &TableSpec) -> DataFrame {
+    let columns = spec
+        .columns
+        .iter()
+        .map(|c| Column::full_null(c.name.into(), 0, &canonical_dtype(c.ty)))
+        .collect();
+    DataFrame::new(columns).expect("distinct column names")
+}
+
+/// The four tables of a data folder, typed and checked against the contract.
+#[derive(Debug, Clone)]
+pub struct DataSet {
+    pub accounts: DataFrame,
+    pub payment_history: DataFrame,
+    pub actions: DataFrame,
+    pub outcomes: DataFrame,
+}
+
+impl DataSet {
+    /// Loads and checks a data folder, stopping at the first problem.
+    pub fn load(dir: &Path) -> Result<DataSet, ContractError> {
+        let mut problems = Problems::fail_fast();
+        Self::load_with(dir, &mut problems)
+    }
+
+    /// Loads a data folder, recording problems in `problems` (which decides
+    /// whether the first one stops the load).
+    pub fn load_with(dir: &Path, problems: &mut Problems) -> Result<DataSet, ContractError> {
+        if !dir.is_dir() {
+            return Err(ContractError::Folder {
+                path: dir.to_path_buf(),
+                what: "not a folder".into(),
+            });
+        }
+        use super::schema::{ACCOUNTS, ACTIONS, OUTCOMES, PAYMENT_HISTORY};
+        let load =
+            |spec: &TableSpec, problems: &mut Problems| -> Result<DataFrame, ContractError> {
+                Ok(load_table(dir, spec, problems)?.unwrap_or_else(|| empty_table(spec)))
+            };
+        let accounts = load(&ACCOUNTS, problems)?;
+        let payment_history = load(&PAYMENT_HISTORY, problems)?;
+        let actions = load(&ACTIONS, problems)?;
+        let outcomes = load(&OUTCOMES, problems)?;
+        let data = DataSet {
+            accounts,
+            payment_history,
+            actions,
+            outcomes,
+        };
+        for (spec, frame) in [
+            (&PAYMENT_HISTORY, &data.payment_history),
+            (&ACTIONS, &data.actions),
+            (&OUTCOMES, &data.outcomes),
+        ] {
+            let file = find_table(dir, spec)?
+                .map(|(p, _)| file_label(&p))
+                .unwrap_or_default();
+            super::validate::check_accounts_known(&file, frame, &data.accounts, problems)?;
+        }
+        Ok(data)
+    }
+}

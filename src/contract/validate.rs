@@ -1,0 +1,242 @@
+//! Checks on whole typed tables: missing values, signs, keys, cross-column
+//! rules and references to accounts. Each failing row becomes a problem.
+
+use polars::prelude::*;
+
+use super::error::{at_cell, ContractError, Problems};
+use super::schema::{ColumnSpec, ColumnType, TableSpec};
+
+fn polars_error(file: &str) -> impl Fn(PolarsError) -> ContractError + '_ {
+    move |source| ContractError::Read {
+        file: file.to_string(),
+        source,
+    }
+}
+
+/// Reports each row where `bad(row)` holds, until the problem limit.
+fn report_rows(
+    file: &str,
+    column: &str,
+    rows: impl Iterator<Item = usize>,
+    problems: &mut Problems,
+    message: impl Fn(usize) -> String,
+) -> Result<(), ContractError> {
+    for row in rows {
+        problems.push(at_cell(file, row + 1, column, message(row)))?;
+        if problems.full() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reports blank cells of a required column as read, before conversion, so
+/// that a cell that is missing is not also reported as unparseable.
+pub fn check_present(
+    file: &str,
+    spec: &ColumnSpec,
+    raw: &Column,
+    problems: &mut Problems,
+) -> Result<(), ContractError> {
+    if !spec.required {
+        return Ok(());
+    }
+    let blank: Vec<usize> = match raw.dtype() {
+        DataType::String => raw
+            .str()
+            .map_err(polars_error(file))?
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_none_or(|v| v.trim().is_empty()))
+            .map(|(i, _)| i)
+            .collect(),
+        _ if raw.null_count() == 0 => return Ok(()),
+        _ => raw
+            .is_null()
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| *v == Some(true))
+            .map(|(i, _)| i)
+            .collect(),
+    };
+    report_rows(file, spec.name, blank.into_iter(), problems, |_| {
+        "missing value in a required column".into()
+    })
+}
+
+/// Money values in ten-thousandths, by row.
+fn money_values<'a>(
+    file: &str,
+    frame: &'a DataFrame,
+    name: &str,
+) -> Result<&'a Int128Chunked, ContractError> {
+    let column = frame.column(name).map_err(polars_error(file))?;
+    Ok(column.decimal().map_err(polars_error(file))?.physical())
+}
+
+/// Checks a typed table on its own: signs, keys and cross-column rules.
+pub fn check_table(
+    file: &str,
+    spec: &TableSpec,
+    frame: &DataFrame,
+    problems: &mut Problems,
+) -> Result<(), ContractError> {
+    for column in spec.columns.iter().filter(|c| c.non_negative) {
+        let negative: Vec<usize> = match column.ty {
+            ColumnType::Money => money_values(file, frame, column.name)?
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_some_and(|v| v < 0))
+                .map(|(i, _)| i)
+                .collect(),
+            ColumnType::Integer => frame
+                .column(column.name)
+                .map_err(polars_error(file))?
+                .i32()
+                .map_err(polars_error(file))?
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_some_and(|v| v < 0))
+                .map(|(i, _)| i)
+                .collect(),
+            _ => Vec::new(),
+        };
+        report_rows(file, column.name, negative.into_iter(), problems, |_| {
+            "must not be negative".into()
+        })?;
+    }
+    check_key(file, spec, frame, problems)?;
+    match spec.name {
+        "accounts" => {
+            let balance = money_values(file, frame, "balance")?;
+            let past_due = money_values(file, frame, "amount_past_due")?;
+            let over = balance
+                .iter()
+                .zip(past_due.iter())
+                .enumerate()
+                .filter(|(_, (b, p))| matches!((b, p), (Some(b), Some(p)) if p > b))
+                .map(|(i, _)| i);
+            report_rows(file, "amount_past_due", over, problems, |_| {
+                "must not exceed balance".into()
+            })?;
+        }
+        "outcomes" => {
+            let paid = frame
+                .column("paid")
+                .map_err(polars_error(file))?
+                .bool()
+                .map_err(polars_error(file))?;
+            let amount = money_values(file, frame, "paid_amount")?;
+            let contradictory = paid
+                .iter()
+                .zip(amount.iter())
+                .enumerate()
+                .filter(|(_, (p, a))| *p == Some(false) && a.is_some_and(|a| a > 0))
+                .map(|(i, _)| i);
+            report_rows(file, "paid_amount", contradictory, problems, |_| {
+                "a positive paid_amount needs paid = true".into()
+            })?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Rows whose key repeats an earlier row are reported, naming the key.
+fn check_key(
+    file: &str,
+    spec: &TableSpec,
+    frame: &DataFrame,
+    problems: &mut Problems,
+) -> Result<(), ContractError> {
+    if spec.key.is_empty() || frame.height() == 0 {
+        return Ok(());
+    }
+    let keys = frame
+        .select(spec.key.iter().copied())
+        .map_err(polars_error(file))?;
+    let duplicated = keys.is_duplicated().map_err(polars_error(file))?;
+    if !duplicated.any() {
+        return Ok(());
+    }
+    let first_key_column = spec.key[0];
+    let rows: Vec<usize> = duplicated
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| *d == Some(true))
+        .map(|(i, _)| i)
+        .collect();
+    report_rows(file, first_key_column, rows.into_iter(), problems, |row| {
+        let values: Vec<String> = spec
+            .key
+            .iter()
+            .map(|k| {
+                keys.column(k)
+                    .and_then(|c| c.get(row))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        format!(
+            "duplicate key ({}) = ({}): must be unique",
+            spec.key.join(", "),
+            values.join(", ")
+        )
+    })
+}
+
+/// Every `account_id` of a table must be a row of `accounts`.
+pub fn check_accounts_known(
+    file: &str,
+    frame: &DataFrame,
+    accounts: &DataFrame,
+    problems: &mut Problems,
+) -> Result<(), ContractError> {
+    if frame.height() == 0 {
+        return Ok(());
+    }
+    let unknown = frame
+        .select(["account_id"])
+        .map_err(polars_error(file))?
+        .lazy()
+        .with_row_index("row", None)
+        .join(
+            accounts
+                .select(["account_id"])
+                .map_err(polars_error(file))?
+                .lazy(),
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .sort(["row"], Default::default())
+        .limit(1000)
+        .collect()
+        .map_err(polars_error(file))?;
+    if unknown.height() == 0 {
+        return Ok(());
+    }
+    let rows = unknown
+        .column("row")
+        .map_err(polars_error(file))?
+        .idx()
+        .map_err(polars_error(file))?;
+    let ids = unknown
+        .column("account_id")
+        .map_err(polars_error(file))?
+        .str()
+        .map_err(polars_error(file))?;
+    for (row, id) in rows.iter().zip(ids.iter()) {
+        let message = format!("account_id {:?} is not in accounts", id.unwrap_or_default());
+        problems.push(at_cell(
+            file,
+            row.unwrap_or_default() as usize + 1,
+            "account_id",
+            message,
+        ))?;
+        if problems.full() {
+            break;
+        }
+    }
+    Ok(())
+}

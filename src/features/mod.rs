@@ -1,0 +1,105 @@
+//! The feature pipeline: one row of model inputs per (account_id, as_of),
+//! computed with polars' lazy API from the contract tables.
+//!
+//! Point-in-time: every feature uses only data dated on or before its row's
+//! `as_of` (payment cycles that ended by then, contacts made by then in the
+//! account's time zone). From the `accounts` snapshot, which describes the
+//! folder's latest day, only fields that do not change are used (product,
+//! opening date, credit limit), so adding later data never changes a row.
+
+pub mod catalog;
+pub mod contacts;
+pub mod payments;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::contract::parse::date_to_days;
+use crate::contract::DataSet;
+
+/// Errors of the feature pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error("computing features: {0}")]
+    Polars(#[from] PolarsError),
+    #[error("{0}")]
+    Spine(String),
+}
+
+/// Feature rows for every account on one day: the spine of `plan` and of
+/// `features --as-of`.
+pub fn spine_for_date(accounts: &DataFrame, as_of: NaiveDate) -> Result<DataFrame, FeatureError> {
+    let ids = accounts.column("account_id")?.clone();
+    let dates = Int32Chunked::full("as_of".into(), date_to_days(as_of), ids.len())
+        .into_date()
+        .into_column();
+    Ok(DataFrame::new(vec![ids, dates])?)
+}
+
+/// Feature rows for every logged decision: the spine of training.
+pub fn spine_from_outcomes(outcomes: &DataFrame) -> Result<DataFrame, FeatureError> {
+    if outcomes.height() == 0 {
+        return Err(FeatureError::Spine(
+            "the data folder has no outcomes rows; give --as-of DATE".into(),
+        ));
+    }
+    Ok(outcomes.select(["account_id", "as_of"])?)
+}
+
+/// Computes the documented features of [`catalog`] for each spine row.
+/// Output columns: `account_id`, `as_of`, the numeric features in catalogue
+/// order (f64, no nulls), then `product`.
+pub fn build(data: &DataSet, spine: &DataFrame) -> Result<DataFrame, FeatureError> {
+    let spine_lazy = spine.select(["account_id", "as_of"])?.lazy();
+    let cycles =
+        payments::cycles_as_of(data.payment_history.clone().lazy(), spine_lazy.clone()).cache();
+    let payment = payments::payment_features(cycles.clone());
+    let actions = contacts::with_local_dates(&data.actions, &data.accounts)?;
+    let contact = contacts::contact_features(actions.lazy(), spine_lazy.clone(), cycles);
+    let statics = data.accounts.clone().lazy().select([
+        col("account_id"),
+        col("product"),
+        col("opened_on"),
+        col("credit_limit")
+            .cast(DataType::Float64)
+            .alias("credit_limit"),
+    ]);
+    let key = [col("account_id"), col("as_of")];
+    let left = || JoinArgs::new(JoinType::Left);
+    let joined = spine_lazy
+        .join(payment, key.clone(), key.clone(), left())
+        .join(contact, key.clone(), key.clone(), left())
+        .join(statics, [col("account_id")], [col("account_id")], left())
+        .with_columns([
+            when(col("credit_limit").gt(lit(0.0)))
+                .then(col("balance").fill_null(lit(0.0)) / col("credit_limit"))
+                .otherwise(lit(0.0))
+                .alias("utilisation"),
+            ((col("as_of").cast(DataType::Int32) - col("opened_on").cast(DataType::Int32))
+                .cast(DataType::Float64)
+                / lit(30.4375))
+            .floor()
+            .clip_min(lit(0.0))
+            .alias("months_on_book"),
+        ]);
+    let mut outputs = vec![col("account_id"), col("as_of")];
+    for doc in catalog::NUMERIC {
+        let fill = match doc.name {
+            "days_since_last_contact" | "days_since_last_conversation" => lit(365.0),
+            name if name.starts_with("paid_share_") => lit(1.0),
+            _ => lit(0.0),
+        };
+        let value = col(doc.name).cast(DataType::Float64).fill_null(fill);
+        let value = if doc.name.starts_with("days_since_") {
+            value.clip_max(lit(365.0))
+        } else {
+            value
+        };
+        outputs.push(value.alias(doc.name));
+    }
+    outputs.push(col("product"));
+    Ok(joined
+        .select(outputs)
+        .sort(["account_id", "as_of"], Default::default())
+        .collect()?)
+}

@@ -1,0 +1,14 @@
+//! prioritize: predicts each delinquent account's chance of paying, picks the
+//! collection strategy worth most within the law, and serves ranked worklists.
+//!
+//! Data flows one way: `contract` (tables) → `features` → `model` →
+//! `strategy` → `plan` → `store` → `api`. A lower layer never imports a higher one.
+
+pub mod cli;
+pub mod cmd;
+pub mod contract;
+pub mod features;
+pub mod output;
+pub mod simulate;
+pub mod strategy;
+pub mod uci;

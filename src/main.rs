@@ -1,0 +1,63 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use prioritize::cli::{Cli, Command};
+use prioritize::cmd;
+use prioritize::features::catalog;
+use prioritize::simulate::SimulationParams;
+use tracing_subscriber::EnvFilter;
+
+fn run(cli: Cli) -> anyhow::Result<String> {
+    match cli.command {
+        Command::Demo { dir, accounts } => cmd::demo::run(&dir, accounts),
+        Command::Simulate {
+            accounts,
+            seed,
+            out,
+            as_of,
+            cycles,
+            currency,
+            format,
+        } => {
+            let params = SimulationParams {
+                accounts,
+                seed,
+                as_of,
+                cycles,
+                currency,
+            };
+            cmd::simulate::run(&params, &out, format)
+        }
+        Command::ImportUci { input, out, format } => cmd::import_uci::run(&input, &out, format),
+        Command::Validate { data, max_problems } => cmd::validate::run(&data, max_problems),
+        Command::Features { list: true, .. } => Ok(catalog::markdown_table()),
+        Command::Features {
+            data, as_of, out, ..
+        } => {
+            let (data, out) = (
+                data.expect("required by clap"),
+                out.expect("required by clap"),
+            );
+            cmd::features::run(&data, as_of, &out)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(summary) => {
+            println!("{}", summary.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The strategy engine: compliance rules first, then value and allocation.
+
+pub mod rules;
