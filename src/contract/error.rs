@@ -44,11 +44,26 @@ pub enum ContractError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file}: {source}")]
+    #[error("{file}: {}", one_line(.source))]
     Read {
         file: String,
         source: polars::error::PolarsError,
     },
+}
+
+/// The first line of a reader's error, cut short: a message must fit on one
+/// line and never echo a whole file back.
+fn one_line(error: &polars::error::PolarsError) -> String {
+    let text = error.to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    match first.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &first[..cut]),
+        None => first.to_string(),
+    }
 }
 
 /// Problems found so far. In fail-fast mode the first one ends the load;

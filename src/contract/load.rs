@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::error::{at_column, ContractError, Problems};
+use super::error::{at_column, ContractError, Problem, Problems};
 use super::parse::{canonical_dtype, check_allowed_values, to_canonical};
 use super::schema::{ColumnType, TableSpec, SENSITIVE_COLUMNS};
 
@@ -59,6 +59,55 @@ fn read_error(file: &str) -> impl Fn(PolarsError) -> ContractError + '_ {
     }
 }
 
+/// Finds the first record of a CSV file whose shape is wrong (a different
+/// number of fields than the header, often from an unclosed quote or a comma
+/// inside a number). Only called after the fast reader refused the file.
+fn csv_structure_problem(path: &Path, file: &str) -> Option<Problem> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .ok()?;
+    let width = reader.headers().ok()?.len();
+    for (index, record) in reader.records().enumerate() {
+        let (found, line) = match record {
+            Ok(record) if record.len() == width => continue,
+            Ok(record) => (
+                record.len(),
+                record.position().map(|p| p.line()).unwrap_or(0),
+            ),
+            Err(error) => match error.kind() {
+                csv::ErrorKind::UnequalLengths { len, pos, .. } => {
+                    (*len as usize, pos.as_ref().map(|p| p.line()).unwrap_or(0))
+                }
+                _ => {
+                    let message = format!("unreadable record: {error}");
+                    return Some(Problem {
+                        file: file.into(),
+                        row: Some(index + 1),
+                        column: None,
+                        message,
+                    });
+                }
+            },
+        };
+        let hint = if found < width {
+            " (an unclosed quote?)"
+        } else {
+            " (a comma inside a value?)"
+        };
+        let message = format!(
+            "record starting on line {line} has {found} fields, the header has {width}{hint}"
+        );
+        return Some(Problem {
+            file: file.into(),
+            row: Some(index + 1),
+            column: None,
+            message,
+        });
+    }
+    None
+}
+
 /// Reads the raw columns of a table file: CSV as text, Parquet as stored,
 /// restricted to the columns the contract knows.
 fn read_raw(path: &Path, format: Format, spec: &TableSpec) -> Result<DataFrame, ContractError> {
@@ -74,7 +123,10 @@ fn read_raw(path: &Path, format: Format, spec: &TableSpec) -> Result<DataFrame, 
             .with_raise_if_empty(false)
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|reader| reader.finish())
-            .map_err(read_error(&file))?,
+            .map_err(|error| match csv_structure_problem(path, &file) {
+                Some(problem) => ContractError::Invalid(problem),
+                None => read_error(&file)(error),
+            })?,
         Format::Parquet => {
             let mut reader = ParquetReader::new(File::open(path).map_err(io)?);
             let schema = reader.schema().map_err(read_error(&file))?;

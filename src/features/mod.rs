@@ -103,3 +103,6 @@ pub fn build(data: &DataSet, spine: &DataFrame) -> Result<DataFrame, FeatureErro
         .sort(["account_id", "as_of"], Default::default())
         .collect()?)
 }
+
+#[cfg(test)]
+mod tests;
