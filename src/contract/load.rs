@@ -181,7 +181,9 @@ pub fn load_table(
         return Ok(None);
     };
     let file = file_label(&path);
+    let started = std::time::Instant::now();
     let raw = read_raw(&path, format, spec)?;
+    let read = started.elapsed();
     let rows = raw.height();
     let mut columns = Vec::with_capacity(spec.columns.len());
     for column_spec in spec.columns {
@@ -223,7 +225,16 @@ pub fn load_table(
         columns.push(column);
     }
     let frame = DataFrame::new(columns).map_err(read_error(&file))?;
+    let typed = started.elapsed();
     super::validate::check_table(&file, spec, &frame, problems)?;
+    tracing::info!(
+        file,
+        rows,
+        read_s = read.as_secs_f64(),
+        typed_s = (typed - read).as_secs_f64(),
+        checked_s = (started.elapsed() - typed).as_secs_f64(),
+        "table loaded"
+    );
     Ok(Some(frame))
 }
 

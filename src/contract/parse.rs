@@ -174,6 +174,21 @@ fn decimal_to_money(
     scale: usize,
     problems: &mut Problems,
 ) -> Result<Column, ContractError> {
+    if scale <= MONEY_SCALE {
+        // Widening the scale loses nothing: one vectorised cast, refused only on overflow.
+        let target = DataType::Decimal(MONEY_PRECISION, MONEY_SCALE);
+        return match series.strict_cast(&target) {
+            Ok(cast) => Ok(cast.into_column()),
+            Err(_) => {
+                problems.push(at_column(
+                    file,
+                    column,
+                    "amounts too large for Decimal(18, 4)",
+                ))?;
+                Ok(Column::full_null(column.into(), series.len(), &target))
+            }
+        };
+    }
     let values = series.decimal().expect("decimal").physical();
     let mut out = Vec::with_capacity(values.len());
     for (index, value) in values.iter().enumerate() {
@@ -298,12 +313,24 @@ fn parse_text(
             let values = parse_cells(file, spec, text, problems, parse_bool)?;
             BooleanChunked::from_iter_options(name, values.into_iter()).into_column()
         }
+        ColumnType::Text | ColumnType::Enum(_) | ColumnType::Currency | ColumnType::TimeZone
+            if !needs_cleaning(text) =>
+        {
+            // Already clean (the usual case, and always so for Parquet): keep it as it is.
+            text.clone().with_name(name).into_column()
+        }
         ColumnType::Text | ColumnType::Enum(_) | ColumnType::Currency | ColumnType::TimeZone => {
             // Blank cells are missing values; the rest is kept as written, trimmed.
             let values = parse_cells(file, spec, text, problems, |s| Some(s.trim().to_string()))?;
             StringChunked::from_iter_options(name, values.into_iter()).into_column()
         }
     })
+}
+
+/// Whether any cell is blank or has surrounding white space.
+fn needs_cleaning(text: &StringChunked) -> bool {
+    text.iter()
+        .any(|v| v.is_some_and(|v| v.is_empty() || v.trim().len() != v.len()))
 }
 
 /// Checks the values of an enum, currency or time-zone column against what

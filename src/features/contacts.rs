@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::contract::parse::date_to_days;
 
@@ -30,26 +31,29 @@ pub fn with_local_dates(actions: &DataFrame, accounts: &DataFrame) -> PolarsResu
         JoinArgs::new(JoinType::Left),
     );
     let mut frame = joined.collect()?;
-    let at = frame.column("at")?.datetime()?.physical().clone();
-    let zones = frame.column("timezone")?.str()?.clone();
-    let mut cache: HashMap<&str, chrono_tz::Tz> = HashMap::new();
-    let days: Int32Chunked = at
-        .iter()
-        .zip(zones.iter())
-        .map(|(micros, zone)| {
-            let instant = DateTime::<Utc>::from_timestamp_micros(micros?)?;
-            let zone = zone.unwrap_or("UTC");
-            let tz = *cache
-                .entry(zone)
-                .or_insert_with(|| zone.parse().unwrap_or(chrono_tz::UTC));
-            Some(date_to_days(instant.with_timezone(&tz).date_naive()))
+    let at: Vec<Option<i64>> = frame.column("at")?.datetime()?.physical().iter().collect();
+    let zones: Vec<Option<&str>> = frame.column("timezone")?.str()?.iter().collect();
+    // Each slice converts with its own cache of parsed zones; rayon spreads the slices.
+    let local: Vec<Option<i32>> = at
+        .par_chunks(1 << 16)
+        .zip(zones.par_chunks(1 << 16))
+        .flat_map_iter(|(at, zones)| {
+            let mut cache: HashMap<&str, chrono_tz::Tz> = HashMap::new();
+            at.iter()
+                .zip(zones)
+                .map(|(micros, zone)| {
+                    let instant = DateTime::<Utc>::from_timestamp_micros((*micros)?)?;
+                    let zone = zone.unwrap_or("UTC");
+                    let tz = *cache
+                        .entry(zone)
+                        .or_insert_with(|| zone.parse().unwrap_or(chrono_tz::UTC));
+                    Some(date_to_days(instant.with_timezone(&tz).date_naive()))
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
-    frame.with_column(
-        days.with_name("local_date".into())
-            .into_date()
-            .into_column(),
-    )?;
+    let days = Int32Chunked::from_iter_options("local_date".into(), local.into_iter());
+    frame.with_column(days.into_date().into_column())?;
     frame.drop_in_place("timezone")?;
     Ok(frame)
 }
@@ -65,21 +69,16 @@ fn count(condition: Expr) -> Expr {
 /// One row of contact features per (account_id, as_of) that has contacts.
 /// `actions` must carry `local_date`; `cycles` are the payment cycles of
 /// [`super::payments::cycles_as_of`], used to tell kept promises from broken.
-pub fn contact_features(actions: LazyFrame, spine: LazyFrame, cycles: LazyFrame) -> LazyFrame {
-    let contacts = actions
-        .select([
-            col("account_id"),
-            col("local_date"),
-            col("channel"),
-            col("outcome"),
-            col("promised_on"),
-        ])
-        .join(
-            spine,
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
+pub fn contact_features(actions: LazyFrame, spine: &super::Spine, cycles: LazyFrame) -> LazyFrame {
+    let contacts = actions.select([
+        col("account_id"),
+        col("local_date"),
+        col("channel"),
+        col("outcome"),
+        col("promised_on"),
+    ]);
+    let contacts = spine
+        .attach(contacts)
         .filter(col("local_date").lt_eq(col("as_of")))
         .with_column((days("as_of") - days("local_date")).alias("age"));
     let is_call = col("channel").eq(lit("call"));

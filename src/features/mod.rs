@@ -26,6 +26,44 @@ pub enum FeatureError {
     Spine(String),
 }
 
+/// How rows of a history table meet the spine's rows.
+pub enum Spine {
+    /// Every spine row has this `as_of` (days since 1970-01-01): history rows
+    /// only need the date as a column, not a join on `account_id`.
+    OneDay(i32),
+    /// Spine rows with several dates: history rows are joined to them.
+    Rows(Box<LazyFrame>),
+}
+
+impl Spine {
+    fn of(spine: &DataFrame) -> Result<Spine, FeatureError> {
+        let days = spine.column("as_of")?.date()?.physical().clone();
+        match (days.min(), days.max()) {
+            (Some(first), Some(last)) if first == last && days.null_count() == 0 => {
+                Ok(Spine::OneDay(first))
+            }
+            _ => Ok(Spine::Rows(Box::new(
+                spine.select(["account_id", "as_of"])?.lazy(),
+            ))),
+        }
+    }
+
+    /// Gives each history row an `as_of` for every spine row of its account.
+    pub fn attach(&self, history: LazyFrame) -> LazyFrame {
+        match self {
+            Spine::OneDay(day) => {
+                history.with_column(lit(*day).cast(DataType::Date).alias("as_of"))
+            }
+            Spine::Rows(spine) => history.join(
+                (**spine).clone(),
+                [col("account_id")],
+                [col("account_id")],
+                JoinArgs::new(JoinType::Inner),
+            ),
+        }
+    }
+}
+
 /// Feature rows for every account on one day: the spine of `plan` and of
 /// `features --as-of`.
 pub fn spine_for_date(accounts: &DataFrame, as_of: NaiveDate) -> Result<DataFrame, FeatureError> {
@@ -50,12 +88,23 @@ pub fn spine_from_outcomes(outcomes: &DataFrame) -> Result<DataFrame, FeatureErr
 /// Output columns: `account_id`, `as_of`, the numeric features in catalogue
 /// order (f64, no nulls), then `product`.
 pub fn build(data: &DataSet, spine: &DataFrame) -> Result<DataFrame, FeatureError> {
+    let started = std::time::Instant::now();
     let spine_lazy = spine.select(["account_id", "as_of"])?.lazy();
-    let cycles =
-        payments::cycles_as_of(data.payment_history.clone().lazy(), spine_lazy.clone()).cache();
-    let payment = payments::payment_features(cycles.clone());
+    let attach = Spine::of(spine)?;
+    let lap =
+        |stage: &str| tracing::info!(seconds = started.elapsed().as_secs_f64(), stage, "features");
+    let cycles = payments::cycles_as_of(data.payment_history.clone().lazy(), &attach)
+        .collect()?
+        .lazy();
+    lap("cycles on or before as_of");
+    let payment = payments::payment_features(cycles.clone()).collect()?.lazy();
+    lap("payment features");
     let actions = contacts::with_local_dates(&data.actions, &data.accounts)?;
-    let contact = contacts::contact_features(actions.lazy(), spine_lazy.clone(), cycles);
+    lap("local dates of actions");
+    let contact = contacts::contact_features(actions.lazy(), &attach, cycles)
+        .collect()?
+        .lazy();
+    lap("contact features");
     let statics = data.accounts.clone().lazy().select([
         col("account_id"),
         col("product"),
@@ -98,10 +147,12 @@ pub fn build(data: &DataSet, spine: &DataFrame) -> Result<DataFrame, FeatureErro
         outputs.push(value.alias(doc.name));
     }
     outputs.push(col("product"));
-    Ok(joined
+    let features = joined
         .select(outputs)
         .sort(["account_id", "as_of"], Default::default())
-        .collect()?)
+        .collect()?;
+    lap("joined and sorted");
+    Ok(features)
 }
 
 #[cfg(test)]

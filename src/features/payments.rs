@@ -6,23 +6,18 @@ use polars::prelude::*;
 /// Payment cycles of each spine row, with `back` = 0 for the latest cycle on
 /// or before `as_of`, 1 for the one before, and so on. Money becomes `f64`
 /// here: it is a model input, never stored or summed for display.
-pub fn cycles_as_of(payment_history: LazyFrame, spine: LazyFrame) -> LazyFrame {
+pub fn cycles_as_of(payment_history: LazyFrame, spine: &super::Spine) -> LazyFrame {
     let f64_ = |name: &str| col(name).cast(DataType::Float64);
-    payment_history
-        .select([
-            col("account_id"),
-            col("cycle_end"),
-            f64_("amount_due").alias("due"),
-            f64_("amount_paid").alias("paid"),
-            f64_("balance").alias("statement_balance"),
-            f64_("days_past_due").alias("dpd"),
-        ])
-        .join(
-            spine,
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
+    let cycles = payment_history.select([
+        col("account_id"),
+        col("cycle_end"),
+        f64_("amount_due").alias("due"),
+        f64_("amount_paid").alias("paid"),
+        f64_("balance").alias("statement_balance"),
+        f64_("days_past_due").alias("dpd"),
+    ]);
+    spine
+        .attach(cycles)
         .filter(col("cycle_end").lt_eq(col("as_of")))
         .with_column(
             col("cycle_end")
