@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use prioritize::contract::{DataSet, Format};
 use prioritize::features::{build, spine_for_date};
-use prioritize::output::write_tables;
+use prioritize::output::write_data_folder;
 use prioritize::simulate::{simulate, SimulationParams};
 
 fn sizes() -> Vec<usize> {
@@ -40,17 +40,8 @@ fn features_from_parquet(c: &mut Criterion) {
         let history_rows = p.payment_history.height() as u64;
         let (mut a, mut h, mut x, mut o) = (p.accounts, p.payment_history, p.actions, p.outcomes);
         let folder = dir.path().join("book");
-        write_tables(
-            &folder,
-            &mut [
-                ("accounts", &mut a),
-                ("payment_history", &mut h),
-                ("actions", &mut x),
-                ("outcomes", &mut o),
-            ],
-            Format::Parquet,
-        )
-        .expect("writes");
+        write_data_folder(&folder, [&mut a, &mut h, &mut x, &mut o], Format::Parquet)
+            .expect("writes");
         group.throughput(Throughput::Elements(history_rows));
         group.bench_with_input(
             BenchmarkId::new("accounts", accounts),

@@ -118,11 +118,33 @@ pub fn write_tables(
         fs::rename(dir, &retired)
             .with_context(|| format!("moving the old {} aside", dir.display()))?;
     }
-    fs::rename(&staging, dir)
-        .with_context(|| format!("moving the new tables into {}", dir.display()))?;
+    if let Err(error) = fs::rename(&staging, dir) {
+        // Put the old tables back where they were rather than strand them.
+        if retired.exists() {
+            let _ = fs::rename(&retired, dir);
+        }
+        let _ = fs::remove_dir_all(&staging);
+        return Err(error).with_context(|| format!("moving the new tables into {}", dir.display()));
+    }
     if retired.exists() {
         fs::remove_dir_all(&retired)
             .with_context(|| format!("removing the old tables {}", retired.display()))?;
     }
     sync_dir(&parent)
+}
+
+/// Writes the contract's four tables (accounts, payment_history, actions,
+/// outcomes, in that order) as a data folder, all or nothing.
+pub fn write_data_folder(dir: &Path, tables: [&mut DataFrame; 4], format: Format) -> Result<()> {
+    let [accounts, history, actions, outcomes] = tables;
+    write_tables(
+        dir,
+        &mut [
+            (TABLES[0].name, accounts),
+            (TABLES[1].name, history),
+            (TABLES[2].name, actions),
+            (TABLES[3].name, outcomes),
+        ],
+        format,
+    )
 }

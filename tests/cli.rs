@@ -44,6 +44,18 @@ fn corrupt(file: &Path, row: usize, column: &str, value: &str) {
     fs::write(file, lines.join("\n") + "\n").expect("write");
 }
 
+/// Runs `validate` on a folder it must refuse; returns (stdout, stderr).
+fn refused_validation(data: &Path) -> (String, String) {
+    let assert = prioritize()
+        .args(["validate", "--data"])
+        .arg(data)
+        .assert()
+        .failure();
+    let output = assert.get_output();
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("utf-8");
+    (text(&output.stdout), text(&output.stderr))
+}
+
 fn stderr_of(assert: assert_cmd::assert::Assert) -> String {
     String::from_utf8(assert.get_output().stderr.clone()).expect("utf-8")
 }
@@ -146,12 +158,7 @@ fn a_bad_value_in_a_parquet_table_names_its_row() {
     ParquetWriter::new(fs::File::create(&path).expect("create"))
         .finish(&mut frame)
         .expect("write");
-    let assert = prioritize()
-        .args(["validate", "--data"])
-        .arg(&data)
-        .assert()
-        .failure();
-    let stdout = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    let (stdout, _) = refused_validation(&data);
     assert!(
         stdout
             .contains("payment_history.parquet, row 7, column days_past_due: must not be negative"),
@@ -193,12 +200,7 @@ fn validate_lists_every_problem_not_only_the_first() {
     corrupt(&data.join("accounts.csv"), 2, "days_past_due", "many");
     corrupt(&data.join("payment_history.csv"), 3, "amount_due", "1.5.0");
     corrupt(&data.join("outcomes.csv"), 9, "strategy", "pray");
-    let assert = prioritize()
-        .args(["validate", "--data"])
-        .arg(&data)
-        .assert()
-        .failure();
-    let stdout = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    let (stdout, stderr) = refused_validation(&data);
     for place in [
         "accounts.csv, row 2, column days_past_due",
         "payment_history.csv, row 3, column amount_due",
@@ -206,7 +208,7 @@ fn validate_lists_every_problem_not_only_the_first() {
     ] {
         assert!(stdout.contains(place), "missing {place} in:\n{stdout}");
     }
-    assert!(stderr_of(assert).contains("3 problems found"));
+    assert!(stderr.contains("3 problems found"), "{stderr}");
 }
 
 #[test]
@@ -218,12 +220,7 @@ fn a_missing_required_column_is_named() {
         .expect("read")
         .replacen("amount_paid", "amount_pd", 1);
     fs::write(&path, text).expect("write");
-    let assert = prioritize()
-        .args(["validate", "--data"])
-        .arg(&data)
-        .assert()
-        .failure();
-    let stdout = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    let (stdout, _) = refused_validation(&data);
     assert!(
         stdout.contains("payment_history.csv, column amount_paid: required column is missing"),
         "{stdout}"

@@ -6,7 +6,7 @@ use polars::prelude::*;
 use prioritize::contract::parse::{date_to_days, money_column};
 use prioritize::contract::{DataSet, Format};
 use prioritize::features::{build, contacts::with_local_dates, spine_for_date};
-use prioritize::output::write_tables;
+use prioritize::output::write_data_folder;
 use prioritize::simulate::{simulate, SimulationParams};
 
 fn day(text: &str) -> NaiveDate {
@@ -25,17 +25,7 @@ fn simulated_book(dir: &std::path::Path) -> DataSet {
     let p = simulate(&params, |_| {}).expect("simulates");
     let (mut a, mut h, mut x, mut o) = (p.accounts, p.payment_history, p.actions, p.outcomes);
     let folder = dir.join("book");
-    write_tables(
-        &folder,
-        &mut [
-            ("accounts", &mut a),
-            ("payment_history", &mut h),
-            ("actions", &mut x),
-            ("outcomes", &mut o),
-        ],
-        Format::Parquet,
-    )
-    .expect("writes");
+    write_data_folder(&folder, [&mut a, &mut h, &mut x, &mut o], Format::Parquet).expect("writes");
     DataSet::load(&folder).expect("loads")
 }
 

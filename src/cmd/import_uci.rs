@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::cli::TableFormat;
 use crate::contract::load::empty_table;
 use crate::contract::schema::ACTIONS;
-use crate::output::write_tables;
+use crate::output::write_data_folder;
 
 /// Imports the file and writes the folder; returns a one-line summary.
 pub fn run(input: &Path, out: &Path, format: TableFormat) -> Result<String> {
@@ -18,14 +18,9 @@ pub fn run(input: &Path, out: &Path, format: TableFormat) -> Result<String> {
     // The file holds no contact history: an empty actions table says so explicitly.
     let mut actions = empty_table(&ACTIONS);
     let counts = (accounts.height(), history.height());
-    write_tables(
+    write_data_folder(
         out,
-        &mut [
-            ("accounts", &mut accounts),
-            ("payment_history", &mut history),
-            ("actions", &mut actions),
-            ("outcomes", &mut outcomes),
-        ],
+        [&mut accounts, &mut history, &mut actions, &mut outcomes],
         format,
     )?;
     Ok(format!(

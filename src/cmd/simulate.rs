@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::TableFormat;
 use crate::contract::Format;
-use crate::output::write_tables;
+use crate::output::write_data_folder;
 use crate::simulate::{simulate, SimulationParams};
 
 /// Accounts from which `--format auto` writes Parquet instead of CSV.
@@ -50,14 +50,9 @@ pub fn run(params: &SimulationParams, out: &Path, format: TableFormat) -> Result
         actions.height(),
         outcomes.height(),
     );
-    write_tables(
+    write_data_folder(
         out,
-        &mut [
-            ("accounts", &mut accounts),
-            ("payment_history", &mut history),
-            ("actions", &mut actions),
-            ("outcomes", &mut outcomes),
-        ],
+        [&mut accounts, &mut history, &mut actions, &mut outcomes],
         format,
     )?;
     writing.finish_and_clear();
