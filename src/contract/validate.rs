@@ -194,6 +194,13 @@ fn check_key(
     })
 }
 
+/// True when a table's rows are sorted by (`text`, `date`) with no two alike.
+pub fn is_sorted_by_key(frame: &DataFrame, text: &str, date: &str) -> bool {
+    frame
+        .select([text, date])
+        .is_ok_and(|keys| strictly_increasing(&keys))
+}
+
 /// True when rows are sorted by (text key, optional date key) with no two
 /// alike: then no key repeats, which one linear pass proves far faster than
 /// hashing every key. Tables are usually written in this order.

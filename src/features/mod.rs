@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod contacts;
+pub mod payment_kernel;
 pub mod payments;
 
 use chrono::NaiveDate;
@@ -93,12 +94,11 @@ pub fn build(data: &DataSet, spine: &DataFrame) -> Result<DataFrame, FeatureErro
     let attach = Spine::of(spine)?;
     let lap =
         |stage: &str| tracing::info!(seconds = started.elapsed().as_secs_f64(), stage, "features");
-    let cycles = payments::cycles_as_of(data.payment_history.clone().lazy(), &attach)
-        .collect()?
-        .lazy();
-    lap("cycles on or before as_of");
-    let payment = payments::payment_features(cycles.clone()).collect()?.lazy();
+    let keys = spine.select(["account_id", "as_of"])?;
+    let payment = payment_kernel::payment_features(&data.payment_history, &keys)?.lazy();
     lap("payment features");
+    // Contacts need the cycles only to tell kept promises from broken ones.
+    let cycles = payments::cycles_as_of(data.payment_history.clone().lazy(), &attach);
     let actions = contacts::with_local_dates(&data.actions, &data.accounts)?;
     lap("local dates of actions");
     let contact = contacts::contact_features(actions.lazy(), &attach, cycles)

@@ -3,8 +3,7 @@
 
 use polars::prelude::*;
 
-/// Payment cycles of each spine row, with `back` = 0 for the latest cycle on
-/// or before `as_of`, 1 for the one before, and so on. Money becomes `f64`
+/// Payment cycles of each spine row that ended on or before its `as_of`. Money becomes `f64`
 /// here: it is a model input, never stored or summed for display.
 pub fn cycles_as_of(payment_history: LazyFrame, spine: &super::Spine) -> LazyFrame {
     let f64_ = |name: &str| col(name).cast(DataType::Float64);
@@ -19,20 +18,24 @@ pub fn cycles_as_of(payment_history: LazyFrame, spine: &super::Spine) -> LazyFra
     spine
         .attach(cycles)
         .filter(col("cycle_end").lt_eq(col("as_of")))
-        .with_column(
-            col("cycle_end")
-                .rank(
-                    RankOptions {
-                        method: RankMethod::Ordinal,
-                        descending: true,
-                    },
-                    None,
-                )
-                .over([col("account_id"), col("as_of")])
-                .cast(DataType::Int32)
-                .alias("back")
-                - lit(1),
-        )
+}
+
+/// Adds `back`: 0 for the latest cycle of each spine row, 1 for the one before…
+pub fn ranked(cycles: LazyFrame) -> LazyFrame {
+    cycles.with_column(
+        col("cycle_end")
+            .rank(
+                RankOptions {
+                    method: RankMethod::Ordinal,
+                    descending: true,
+                },
+                None,
+            )
+            .over([col("account_id"), col("as_of")])
+            .cast(DataType::Int32)
+            .alias("back")
+            - lit(1),
+    )
 }
 
 fn within(cycles: i32) -> Expr {
@@ -63,7 +66,9 @@ fn paid_share(paid: Expr, due: Expr) -> Expr {
         .otherwise(lit(1.0))
 }
 
-/// One row of payment features per (account_id, as_of) that has history.
+/// One row of payment features per (account_id, as_of) that has history, from
+/// [`ranked`] cycles: the reference definition that [`super::payment_kernel`]
+/// computes in one pass (a test holds the two equal).
 pub fn payment_features(cycles: LazyFrame) -> LazyFrame {
     let owed = col("due").gt(lit(0.005));
     let missed = owed.clone().and(col("paid").lt(col("due") - lit(0.005)));

@@ -174,3 +174,62 @@ fn a_promise_with_no_payment_after_it_is_broken() {
     let row = build(&data, &spine).expect("features");
     assert_eq!(feature(&row, "promises_broken_180d"), 1.0);
 }
+
+#[test]
+fn the_one_pass_kernel_matches_the_polars_definition() {
+    use crate::simulate::{simulate, SimulationParams};
+    let as_of = "2026-06-30".parse().expect("date");
+    let params = SimulationParams {
+        accounts: 3000,
+        seed: 5,
+        as_of: "2026-09-30".parse().expect("date"),
+        cycles: 12,
+        currency: "USD".into(),
+    };
+    let book = simulate(&params, |_| {}).expect("simulates");
+    // Shuffle the history so that the kernel's own sort is exercised too.
+    let history = book
+        .payment_history
+        .sample_n_literal(book.payment_history.height(), false, true, Some(3))
+        .expect("shuffle");
+    let spine = spine_for_date(&book.accounts, as_of).expect("spine");
+    let attach = super::Spine::of(&spine).expect("spine kind");
+    let reference = super::payments::payment_features(super::payments::ranked(
+        super::payments::cycles_as_of(history.clone().lazy(), &attach),
+    ))
+    .collect()
+    .expect("polars features");
+    let kernel =
+        super::payment_kernel::payment_features(&history, &spine).expect("kernel features");
+    let key = [col("account_id"), col("as_of")];
+    let joined = kernel
+        .lazy()
+        .join(
+            reference.lazy(),
+            key.clone(),
+            key,
+            JoinArgs::new(JoinType::Inner).with_suffix(Some("_ref".into())),
+        )
+        .collect()
+        .expect("join");
+    assert!(
+        joined.height() > 2500,
+        "most accounts have history by the cut: {}",
+        joined.height()
+    );
+    for name in super::payment_kernel::NAMES {
+        let ours = joined.column(name).expect(name).f64().expect("f64").clone();
+        let theirs = joined
+            .column(&format!("{name}_ref"))
+            .expect(name)
+            .cast(&DataType::Float64)
+            .expect("f64");
+        for (a, b) in ours.iter().zip(theirs.f64().expect("f64").iter()) {
+            let (a, b) = (a.expect("value"), b.expect("reference value"));
+            assert!(
+                (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
+                "{name}: kernel {a}, polars {b}"
+            );
+        }
+    }
+}
