@@ -8,6 +8,7 @@
 //! opening date, credit limit), so adding later data never changes a row.
 
 pub mod catalog;
+pub mod contact_kernel;
 pub mod contacts;
 pub mod payment_kernel;
 pub mod payments;
@@ -37,7 +38,8 @@ pub enum Spine {
 }
 
 impl Spine {
-    fn of(spine: &DataFrame) -> Result<Spine, FeatureError> {
+    /// The kind of spine: one day for every row, or several dates.
+    pub fn of(spine: &DataFrame) -> Result<Spine, FeatureError> {
         let days = spine.column("as_of")?.date()?.physical().clone();
         match (days.min(), days.max()) {
             (Some(first), Some(last)) if first == last && days.null_count() == 0 => {
@@ -91,19 +93,16 @@ pub fn spine_from_outcomes(outcomes: &DataFrame) -> Result<DataFrame, FeatureErr
 pub fn build(data: &DataSet, spine: &DataFrame) -> Result<DataFrame, FeatureError> {
     let started = std::time::Instant::now();
     let spine_lazy = spine.select(["account_id", "as_of"])?.lazy();
-    let attach = Spine::of(spine)?;
     let lap =
         |stage: &str| tracing::info!(seconds = started.elapsed().as_secs_f64(), stage, "features");
     let keys = spine.select(["account_id", "as_of"])?;
-    let payment = payment_kernel::payment_features(&data.payment_history, &keys)?.lazy();
+    let history = payment_kernel::sorted_history(&data.payment_history)?;
+    let indexed = payment_kernel::Cycles::new(&history)?;
+    let payment = payment_kernel::payment_features(&indexed, &keys)?.lazy();
     lap("payment features");
-    // Contacts need the cycles only to tell kept promises from broken ones.
-    let cycles = payments::cycles_as_of(data.payment_history.clone().lazy(), &attach);
     let actions = contacts::with_local_dates(&data.actions, &data.accounts)?;
     lap("local dates of actions");
-    let contact = contacts::contact_features(actions.lazy(), &attach, cycles)
-        .collect()?
-        .lazy();
+    let contact = contact_kernel::contact_features(&actions, &indexed, &keys)?.lazy();
     lap("contact features");
     let statics = data.accounts.clone().lazy().select([
         col("account_id"),

@@ -141,61 +141,80 @@ fn f64_values(frame: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
     Ok(column.f64()?.iter().map(|v| v.unwrap_or(0.0)).collect())
 }
 
+/// Payment history sorted by (account_id, cycle_end), as plain columns, with
+/// each account's row range: built once, read by every kernel.
+pub struct Cycles<'a> {
+    ranges: PlHashMap<&'a str, (usize, usize)>,
+    cycle_end: Vec<i32>,
+    due: Vec<f64>,
+    paid: Vec<f64>,
+    balance: Vec<f64>,
+    dpd: Vec<f64>,
+}
+
+impl<'a> Cycles<'a> {
+    /// Indexes `history`, which must already be sorted (see [`sorted_history`]).
+    pub fn new(history: &'a DataFrame) -> PolarsResult<Cycles<'a>> {
+        let (ranges, _) = super::contact_kernel::runs(history.column("account_id")?.str()?);
+        let cycle_end = history
+            .column("cycle_end")?
+            .date()?
+            .physical()
+            .iter()
+            .map(|d| d.unwrap_or(i32::MIN))
+            .collect();
+        Ok(Cycles {
+            ranges,
+            cycle_end,
+            due: f64_values(history, "amount_due")?,
+            paid: f64_values(history, "amount_paid")?,
+            balance: f64_values(history, "balance")?,
+            dpd: f64_values(history, "days_past_due")?,
+        })
+    }
+
+    /// One account's cycles, oldest first.
+    fn of(&self, account: &str) -> Option<History<'_>> {
+        let &(start, end) = self.ranges.get(account)?;
+        Some(History {
+            cycle_end: &self.cycle_end[start..end],
+            due: &self.due[start..end],
+            paid: &self.paid[start..end],
+            balance: &self.balance[start..end],
+            dpd: &self.dpd[start..end],
+        })
+    }
+
+    /// Whether the account has a cycle ending in `from..=to` that paid something.
+    pub fn paid_between(&self, account: &str, from: i32, to: i32) -> bool {
+        self.of(account).is_some_and(|h| {
+            let first = h.cycle_end.partition_point(|&end| end < from);
+            (first..h.cycle_end.len())
+                .take_while(|&i| h.cycle_end[i] <= to)
+                .any(|i| h.paid[i] > 0.0)
+        })
+    }
+}
+
+/// The history sorted by (account_id, cycle_end): as it is when it already is
+/// (the usual case, proven in one pass), sorted otherwise.
+pub fn sorted_history(payment_history: &DataFrame) -> PolarsResult<DataFrame> {
+    if crate::contract::validate::is_sorted_by_key(payment_history, "account_id", "cycle_end") {
+        Ok(payment_history.clone())
+    } else {
+        payment_history.sort(["account_id", "cycle_end"], Default::default())
+    }
+}
+
 /// Payment features for each spine row (`account_id`, `as_of`), with nulls
 /// where an account has no history on or before its `as_of`.
-pub fn payment_features(payment_history: &DataFrame, spine: &DataFrame) -> PolarsResult<DataFrame> {
-    let sorted;
-    let history = if crate::contract::validate::is_sorted_by_key(
-        payment_history,
-        "account_id",
-        "cycle_end",
-    ) {
-        payment_history
-    } else {
-        sorted = payment_history.sort(["account_id", "cycle_end"], Default::default())?;
-        &sorted
-    };
-    let ids = history.column("account_id")?.str()?;
-    let cycle_end: Vec<i32> = history
-        .column("cycle_end")?
-        .date()?
-        .physical()
-        .iter()
-        .map(|d| d.unwrap_or(i32::MIN))
-        .collect();
-    let (due, paid) = (
-        f64_values(history, "amount_due")?,
-        f64_values(history, "amount_paid")?,
-    );
-    let (balance, dpd) = (
-        f64_values(history, "balance")?,
-        f64_values(history, "days_past_due")?,
-    );
-    let mut ranges: PlHashMap<&str, (usize, usize)> = PlHashMap::new();
-    for (row, id) in ids.iter().enumerate() {
-        if let Some(id) = id {
-            ranges
-                .entry(id)
-                .and_modify(|r| r.1 = row + 1)
-                .or_insert((row, row + 1));
-        }
-    }
+pub fn payment_features(cycles: &Cycles, spine: &DataFrame) -> PolarsResult<DataFrame> {
     let spine_ids: Vec<Option<&str>> = spine.column("account_id")?.str()?.iter().collect();
     let spine_days: Vec<Option<i32>> = spine.column("as_of")?.date()?.physical().iter().collect();
     let rows: Vec<Option<[f64; NAMES.len()]>> = spine_ids
         .par_iter()
         .zip(spine_days.par_iter())
-        .map(|(id, as_of)| {
-            let (start, end) = *ranges.get((*id)?)?;
-            let h = History {
-                cycle_end: &cycle_end[start..end],
-                due: &due[start..end],
-                paid: &paid[start..end],
-                balance: &balance[start..end],
-                dpd: &dpd[start..end],
-            };
-            features_of(&h, (*as_of)?)
-        })
+        .map(|(id, as_of)| features_of(&cycles.of((*id)?)?, (*as_of)?))
         .collect();
     let mut columns = vec![
         spine.column("account_id")?.clone(),

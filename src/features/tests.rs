@@ -199,8 +199,14 @@ fn the_one_pass_kernel_matches_the_polars_definition() {
     ))
     .collect()
     .expect("polars features");
-    let kernel =
-        super::payment_kernel::payment_features(&history, &spine).expect("kernel features");
+    let kernel = super::payment_kernel::payment_features(
+        &super::payment_kernel::Cycles::new(
+            &super::payment_kernel::sorted_history(&history).expect("sorted"),
+        )
+        .expect("index"),
+        &spine,
+    )
+    .expect("kernel features");
     let key = [col("account_id"), col("as_of")];
     let joined = kernel
         .lazy()
@@ -230,6 +236,86 @@ fn the_one_pass_kernel_matches_the_polars_definition() {
                 (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
                 "{name}: kernel {a}, polars {b}"
             );
+        }
+    }
+}
+
+#[test]
+fn the_one_pass_contact_kernel_matches_the_polars_definition() {
+    use crate::simulate::{simulate, SimulationParams};
+    let params = SimulationParams {
+        accounts: 3000,
+        seed: 9,
+        as_of: "2026-09-30".parse().expect("date"),
+        cycles: 12,
+        currency: "USD".into(),
+    };
+    let book = simulate(&params, |_| {}).expect("simulates");
+    let spine = spine_for_date(&book.accounts, "2026-08-15".parse().expect("date")).expect("spine");
+    let actions =
+        super::contacts::with_local_dates(&book.actions, &book.accounts).expect("local dates");
+    // Shuffled, so that the kernel's grouping of an account's actions is exercised.
+    let actions = actions
+        .sample_n_literal(actions.height(), false, true, Some(4))
+        .expect("shuffle");
+    let attach = super::Spine::of(&spine).expect("spine kind");
+    let cycles = super::payments::cycles_as_of(book.payment_history.clone().lazy(), &attach);
+    let reference = super::contacts::contact_features(actions.clone().lazy(), &attach, cycles)
+        .collect()
+        .expect("polars");
+    let history = super::payment_kernel::sorted_history(&book.payment_history).expect("sorted");
+    let indexed = super::payment_kernel::Cycles::new(&history).expect("index");
+    let kernel =
+        super::contact_kernel::contact_features(&actions, &indexed, &spine).expect("kernel");
+    let with_contacts = kernel.column("calls_30d").expect("column").len()
+        - kernel.column("calls_30d").expect("column").null_count();
+    assert_eq!(
+        with_contacts,
+        reference.height(),
+        "the same accounts have contact history"
+    );
+    let key = [col("account_id"), col("as_of")];
+    let joined = kernel
+        .lazy()
+        .join(
+            reference.lazy(),
+            key.clone(),
+            key,
+            JoinArgs::new(JoinType::Inner).with_suffix(Some("_ref".into())),
+        )
+        .collect()
+        .expect("join");
+    assert!(
+        joined.height() > 1000,
+        "enough accounts with contacts: {}",
+        joined.height()
+    );
+    let broken: f64 = joined
+        .column("promises_broken_180d")
+        .expect("column")
+        .f64()
+        .expect("f64")
+        .sum()
+        .unwrap_or(0.0);
+    assert!(
+        broken > 0.0,
+        "some promises are broken, so that rule is exercised"
+    );
+    for name in super::contact_kernel::NAMES {
+        let ours = joined.column(name).expect(name).f64().expect("f64").clone();
+        let theirs = joined
+            .column(&format!("{name}_ref"))
+            .expect(name)
+            .cast(&DataType::Float64)
+            .expect("f64");
+        for (a, b) in ours.iter().zip(theirs.f64().expect("f64").iter()) {
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    assert!((a - b).abs() <= 1e-9, "{name}: kernel {a}, polars {b}")
+                }
+                (None, None) => {}
+                (a, b) => panic!("{name}: kernel {a:?}, polars {b:?}"),
+            }
         }
     }
 }
