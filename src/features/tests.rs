@@ -207,37 +207,13 @@ fn the_one_pass_kernel_matches_the_polars_definition() {
         &spine,
     )
     .expect("kernel features");
-    let key = [col("account_id"), col("as_of")];
-    let joined = kernel
-        .lazy()
-        .join(
-            reference.lazy(),
-            key.clone(),
-            key,
-            JoinArgs::new(JoinType::Inner).with_suffix(Some("_ref".into())),
-        )
-        .collect()
-        .expect("join");
+    let joined = joined_with_reference(kernel, reference);
     assert!(
         joined.height() > 2500,
         "most accounts have history by the cut: {}",
         joined.height()
     );
-    for name in super::payment_kernel::NAMES {
-        let ours = joined.column(name).expect(name).f64().expect("f64").clone();
-        let theirs = joined
-            .column(&format!("{name}_ref"))
-            .expect(name)
-            .cast(&DataType::Float64)
-            .expect("f64");
-        for (a, b) in ours.iter().zip(theirs.f64().expect("f64").iter()) {
-            let (a, b) = (a.expect("value"), b.expect("reference value"));
-            assert!(
-                (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
-                "{name}: kernel {a}, polars {b}"
-            );
-        }
-    }
+    assert_same_values(&joined, &super::payment_kernel::NAMES);
 }
 
 #[test]
@@ -274,17 +250,7 @@ fn the_one_pass_contact_kernel_matches_the_polars_definition() {
         reference.height(),
         "the same accounts have contact history"
     );
-    let key = [col("account_id"), col("as_of")];
-    let joined = kernel
-        .lazy()
-        .join(
-            reference.lazy(),
-            key.clone(),
-            key,
-            JoinArgs::new(JoinType::Inner).with_suffix(Some("_ref".into())),
-        )
-        .collect()
-        .expect("join");
+    let joined = joined_with_reference(kernel, reference);
     assert!(
         joined.height() > 1000,
         "enough accounts with contacts: {}",
@@ -301,7 +267,23 @@ fn the_one_pass_contact_kernel_matches_the_polars_definition() {
         broken > 0.0,
         "some promises are broken, so that rule is exercised"
     );
-    for name in super::contact_kernel::NAMES {
+    assert_same_values(&joined, &super::contact_kernel::NAMES);
+}
+
+/// Kernel rows joined with the reference's, whose columns get `_ref`.
+fn joined_with_reference(kernel: DataFrame, reference: DataFrame) -> DataFrame {
+    let key = [col("account_id"), col("as_of")];
+    let suffixed = JoinArgs::new(JoinType::Inner).with_suffix(Some("_ref".into()));
+    kernel
+        .lazy()
+        .join(reference.lazy(), key.clone(), key, suffixed)
+        .collect()
+        .expect("join")
+}
+
+/// Every named column equals its `_ref` twin: both missing, or within 1e-9.
+fn assert_same_values(joined: &DataFrame, names: &[&str]) {
+    for name in names {
         let ours = joined.column(name).expect(name).f64().expect("f64").clone();
         let theirs = joined
             .column(&format!("{name}_ref"))
@@ -310,9 +292,10 @@ fn the_one_pass_contact_kernel_matches_the_polars_definition() {
             .expect("f64");
         for (a, b) in ours.iter().zip(theirs.f64().expect("f64").iter()) {
             match (a, b) {
-                (Some(a), Some(b)) => {
-                    assert!((a - b).abs() <= 1e-9, "{name}: kernel {a}, polars {b}")
-                }
+                (Some(a), Some(b)) => assert!(
+                    (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
+                    "{name}: kernel {a}, polars {b}"
+                ),
                 (None, None) => {}
                 (a, b) => panic!("{name}: kernel {a:?}, polars {b:?}"),
             }
