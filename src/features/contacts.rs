@@ -21,40 +21,52 @@ pub const CONVERSATIONS: &[&str] = &[
 /// Adds `local_date`: the calendar day of each action in its account's time
 /// zone (from `accounts.timezone`), which is what day-based windows count.
 pub fn with_local_dates(actions: &DataFrame, accounts: &DataFrame) -> PolarsResult<DataFrame> {
-    let joined = actions.clone().lazy().join(
-        accounts
-            .clone()
-            .lazy()
-            .select([col("account_id"), col("timezone")]),
-        [col("account_id")],
-        [col("account_id")],
-        JoinArgs::new(JoinType::Left),
-    );
-    let mut frame = joined.collect()?;
-    let at: Vec<Option<i64>> = frame.column("at")?.datetime()?.physical().iter().collect();
-    let zones: Vec<Option<&str>> = frame.column("timezone")?.str()?.iter().collect();
-    // Each slice converts with its own cache of parsed zones; rayon spreads the slices.
+    // Each distinct zone is parsed once; each account is looked up once per run of its rows.
+    let mut parsed: HashMap<&str, chrono_tz::Tz> = HashMap::new();
+    let account_zone: PlHashMap<&str, chrono_tz::Tz> = accounts
+        .column("account_id")?
+        .str()?
+        .iter()
+        .zip(accounts.column("timezone")?.str()?.iter())
+        .filter_map(|(id, zone)| {
+            let zone = zone?;
+            let tz = *parsed
+                .entry(zone)
+                .or_insert_with(|| zone.parse().unwrap_or(chrono_tz::UTC));
+            Some((id?, tz))
+        })
+        .collect();
+    let mut zones = Vec::with_capacity(actions.height());
+    let mut current: Option<(&str, chrono_tz::Tz)> = None;
+    for id in actions.column("account_id")?.str()?.iter() {
+        let tz = match (current, id) {
+            (Some((open, tz)), Some(id)) if open == id => tz,
+            (_, Some(id)) => {
+                let tz = account_zone.get(id).copied().unwrap_or(chrono_tz::UTC);
+                current = Some((id, tz));
+                tz
+            }
+            (_, None) => chrono_tz::UTC,
+        };
+        zones.push(tz);
+    }
+    let at: Vec<Option<i64>> = actions
+        .column("at")?
+        .datetime()?
+        .physical()
+        .iter()
+        .collect();
     let local: Vec<Option<i32>> = at
-        .par_chunks(1 << 16)
-        .zip(zones.par_chunks(1 << 16))
-        .flat_map_iter(|(at, zones)| {
-            let mut cache: HashMap<&str, chrono_tz::Tz> = HashMap::new();
-            at.iter()
-                .zip(zones)
-                .map(|(micros, zone)| {
-                    let instant = DateTime::<Utc>::from_timestamp_micros((*micros)?)?;
-                    let zone = zone.unwrap_or("UTC");
-                    let tz = *cache
-                        .entry(zone)
-                        .or_insert_with(|| zone.parse().unwrap_or(chrono_tz::UTC));
-                    Some(date_to_days(instant.with_timezone(&tz).date_naive()))
-                })
-                .collect::<Vec<_>>()
+        .par_iter()
+        .zip(zones.par_iter())
+        .map(|(micros, tz)| {
+            let instant = DateTime::<Utc>::from_timestamp_micros((*micros)?)?;
+            Some(date_to_days(instant.with_timezone(tz).date_naive()))
         })
         .collect();
     let days = Int32Chunked::from_iter_options("local_date".into(), local.into_iter());
+    let mut frame = actions.clone();
     frame.with_column(days.into_date().into_column())?;
-    frame.drop_in_place("timezone")?;
     Ok(frame)
 }
 
