@@ -10,8 +10,13 @@ fn prioritize() -> Command {
     Command::cargo_bin("prioritize").expect("binary built")
 }
 
-/// Simulates a small seeded book into `dir/name` and returns its path.
+/// Simulates a small book (seed 11) into `dir/name` and returns its path.
 fn book(dir: &Path, name: &str, format: &str) -> PathBuf {
+    seeded_book(dir, name, format, 11)
+}
+
+/// Simulates 400 accounts with `seed` into `dir/name` and returns its path.
+fn seeded_book(dir: &Path, name: &str, format: &str, seed: u64) -> PathBuf {
     let out = dir.join(name);
     prioritize()
         .args([
@@ -19,7 +24,7 @@ fn book(dir: &Path, name: &str, format: &str) -> PathBuf {
             "--accounts",
             "400",
             "--seed",
-            "11",
+            &seed.to_string(),
             "--format",
             format,
             "--out",
@@ -240,21 +245,7 @@ fn simulate_is_deterministic_for_a_seed() {
             "{file}"
         );
     }
-    let other = dir.path().join("other");
-    prioritize()
-        .args([
-            "simulate",
-            "--accounts",
-            "400",
-            "--seed",
-            "12",
-            "--format",
-            "csv",
-            "--out",
-        ])
-        .arg(&other)
-        .assert()
-        .success();
+    let other = seeded_book(dir.path(), "other", "csv", 12);
     assert_ne!(
         fs::read(first.join("accounts.csv")).expect("read"),
         fs::read(other.join("accounts.csv")).expect("read")

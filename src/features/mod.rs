@@ -92,10 +92,10 @@ pub fn spine_from_outcomes(outcomes: &DataFrame) -> Result<DataFrame, FeatureErr
 /// order (f64, no nulls), then `product`.
 pub fn build(data: &DataSet, spine: &DataFrame) -> Result<DataFrame, FeatureError> {
     let started = std::time::Instant::now();
-    let spine_lazy = spine.select(["account_id", "as_of"])?.lazy();
+    let keys = spine.select(["account_id", "as_of"])?;
+    let spine_lazy = keys.clone().lazy();
     let lap =
         |stage: &str| tracing::info!(seconds = started.elapsed().as_secs_f64(), stage, "features");
-    let keys = spine.select(["account_id", "as_of"])?;
     let history = payment_kernel::sorted_history(&data.payment_history)?;
     let indexed = payment_kernel::Cycles::new(&history)?;
     let payment = payment_kernel::payment_features(&indexed, &keys)?.lazy();

@@ -177,16 +177,8 @@ fn a_promise_with_no_payment_after_it_is_broken() {
 
 #[test]
 fn the_one_pass_kernel_matches_the_polars_definition() {
-    use crate::simulate::{simulate, SimulationParams};
     let as_of = "2026-06-30".parse().expect("date");
-    let params = SimulationParams {
-        accounts: 3000,
-        seed: 5,
-        as_of: "2026-09-30".parse().expect("date"),
-        cycles: 12,
-        currency: "USD".into(),
-    };
-    let book = simulate(&params, |_| {}).expect("simulates");
+    let book = simulated_book(5);
     // Shuffle the history so that the kernel's own sort is exercised too.
     let history = book
         .payment_history
@@ -218,15 +210,7 @@ fn the_one_pass_kernel_matches_the_polars_definition() {
 
 #[test]
 fn the_one_pass_contact_kernel_matches_the_polars_definition() {
-    use crate::simulate::{simulate, SimulationParams};
-    let params = SimulationParams {
-        accounts: 3000,
-        seed: 9,
-        as_of: "2026-09-30".parse().expect("date"),
-        cycles: 12,
-        currency: "USD".into(),
-    };
-    let book = simulate(&params, |_| {}).expect("simulates");
+    let book = simulated_book(9);
     let spine = spine_for_date(&book.accounts, "2026-08-15".parse().expect("date")).expect("spine");
     let actions =
         super::contacts::with_local_dates(&book.actions, &book.accounts).expect("local dates");
@@ -301,4 +285,18 @@ fn assert_same_values(joined: &DataFrame, names: &[&str]) {
             }
         }
     }
+}
+
+/// A seeded simulated book of 3,000 accounts with 12 cycles ending 2026-09-30.
+fn simulated_book(seed: u64) -> crate::simulate::Portfolio {
+    use crate::simulate::{simulate, SimulationParams};
+    let as_of = "2026-09-30".parse().expect("date");
+    let params = SimulationParams {
+        accounts: 3000,
+        seed,
+        as_of,
+        cycles: 12,
+        currency: "USD".into(),
+    };
+    simulate(&params, |_| {}).expect("simulates")
 }
