@@ -75,6 +75,44 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         max_problems: usize,
     },
+    /// Fit the payment-propensity and strategy-response models on a data folder's outcomes.
+    Train {
+        #[arg(long)]
+        data: PathBuf,
+        /// Model folder to write (replaced if it holds only model files).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the split (the same data and seed give the same model).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of accounts held out for the reported metrics.
+        #[arg(long, default_value_t = 0.2)]
+        test_share: f64,
+        /// Share of accounts for calibration and the choice of learner.
+        #[arg(long, default_value_t = 0.2)]
+        calibration_share: f64,
+        /// Most trees per ensemble (early stopping usually ends sooner).
+        #[arg(long, default_value_t = 600)]
+        trees: usize,
+        /// Depth of each tree.
+        #[arg(long, default_value_t = 5)]
+        max_depth: usize,
+        #[arg(long, default_value_t = 0.05)]
+        learning_rate: f32,
+        /// Also write the held-out rows with their predicted p_pay to this CSV.
+        #[arg(long)]
+        holdout_out: Option<PathBuf>,
+    },
+    /// Print a model's metrics on a data folder with outcomes, optionally beside another model's.
+    Evaluate {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        model: PathBuf,
+        /// A second model folder to compare with, side by side.
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
     /// Compute the model features of a data folder and write them to Parquet.
     Features {
         #[arg(long, required_unless_present = "list")]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod contract;
 pub mod features;
+pub mod model;
 pub mod output;
 pub mod simulate;
 pub mod strategy;

@@ -4,6 +4,8 @@ use clap::Parser;
 use prioritize::cli::{Cli, Command};
 use prioritize::cmd;
 use prioritize::features::catalog;
+use prioritize::model::learner::BoostParams;
+use prioritize::model::TrainParams;
 use prioritize::simulate::SimulationParams;
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +32,37 @@ fn run(cli: Cli) -> anyhow::Result<String> {
         }
         Command::ImportUci { input, out, format } => cmd::import_uci::run(&input, &out, format),
         Command::Validate { data, max_problems } => cmd::validate::run(&data, max_problems),
+        Command::Train {
+            data,
+            out,
+            seed,
+            test_share,
+            calibration_share,
+            trees,
+            max_depth,
+            learning_rate,
+            holdout_out,
+        } => {
+            let defaults = TrainParams::default();
+            let params = TrainParams {
+                seed,
+                test_share,
+                calibration_share,
+                trees: BoostParams {
+                    iterations: trees,
+                    max_depth,
+                    learning_rate,
+                    ..defaults.trees
+                },
+                ..defaults
+            };
+            cmd::train::run(&data, &out, params, holdout_out.as_deref())
+        }
+        Command::Evaluate {
+            data,
+            model,
+            against,
+        } => cmd::evaluate::run(&data, &model, against.as_deref()),
         Command::Features { list: true, .. } => Ok(catalog::markdown_table()),
         Command::Features {
             data, as_of, out, ..

@@ -83,14 +83,37 @@ pub fn write_tables(
     tables: &mut [(&str, &mut DataFrame)],
     format: Format,
 ) -> Result<()> {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|(name, _)| format!("{name}.{}", format.extension()))
+        .collect();
+    write_folder(dir, "data table", is_table_file, &names, |index, file| {
+        let (name, frame) = &mut tables[index];
+        write_to(frame, file, format).with_context(|| format!("writing {name}"))
+    })
+}
+
+/// Builds a folder of `names` beside `dir` (`write(i, file)` fills file `i`),
+/// flushes every file, then swaps it in for `dir`, all or nothing. An existing
+/// `dir` is replaced only if every file in it passes `owned` (a `what`).
+pub fn write_folder(
+    dir: &Path,
+    what: &str,
+    owned: impl Fn(&str) -> bool,
+    names: &[String],
+    mut write: impl FnMut(usize, &mut File) -> Result<()>,
+) -> Result<()> {
     if dir.exists() {
         if !dir.is_dir() {
             bail!("{} exists and is not a folder", dir.display());
         }
         for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            if !is_table_file(&name) {
-                bail!("{} already holds {name}, which is not a data table; choose a new or empty folder", dir.display());
+            if !owned(&name) {
+                bail!(
+                    "{} already holds {name}, which is not a {what}; choose a new or empty folder",
+                    dir.display()
+                );
             }
         }
     }
@@ -99,11 +122,11 @@ pub fn write_tables(
     let staging = temporary_sibling(dir, "tmp");
     let built = (|| -> Result<()> {
         fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
-        for (name, frame) in tables.iter_mut() {
-            let path = staging.join(format!("{name}.{}", format.extension()));
+        for (index, name) in names.iter().enumerate() {
+            let path = staging.join(name);
             let mut file =
                 File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            write_to(frame, &mut file, format).with_context(|| format!("writing {name}"))?;
+            write(index, &mut file)?;
             file.sync_all()
                 .with_context(|| format!("flushing {}", path.display()))?;
         }
@@ -119,16 +142,16 @@ pub fn write_tables(
             .with_context(|| format!("moving the old {} aside", dir.display()))?;
     }
     if let Err(error) = fs::rename(&staging, dir) {
-        // Put the old tables back where they were rather than strand them.
+        // Put the old folder back where it was rather than strand it.
         if retired.exists() {
             let _ = fs::rename(&retired, dir);
         }
         let _ = fs::remove_dir_all(&staging);
-        return Err(error).with_context(|| format!("moving the new tables into {}", dir.display()));
+        return Err(error).with_context(|| format!("moving the new folder into {}", dir.display()));
     }
     if retired.exists() {
         fs::remove_dir_all(&retired)
-            .with_context(|| format!("removing the old tables {}", retired.display()))?;
+            .with_context(|| format!("removing the old folder {}", retired.display()))?;
     }
     sync_dir(&parent)
 }

@@ -1,9 +1,11 @@
 //! One file per command: parse nothing here, only run what `cli` parsed.
 
 pub mod demo;
+pub mod evaluate;
 pub mod features;
 pub mod import_uci;
 pub mod simulate;
+pub mod train;
 pub mod validate;
 
 use indicatif::{ProgressBar, ProgressStyle};

@@ -1,0 +1,247 @@
+//! The model folder: self-contained and versioned. `model.json` holds the
+//! version, creation time, training-data hash, feature list,
+//! hyper-parameters, scorecards, calibration and held-out metrics; each tree
+//! ensemble sits in its own `*.trees.json`; `model_card.md` is for people.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::design::InputSpec;
+use super::learner::{booster_from_json, booster_json, Learner, Platt, Scorecard};
+use super::metrics::Metrics;
+use super::train::TrainParams;
+use super::{AmountModel, Classifier, LearnerKind, Model, ModelError};
+use crate::contract::schema::TABLES;
+
+/// Layout version of `model.json`; a folder with another is refused.
+pub const FORMAT: u32 = 1;
+
+/// A learner that was tried, and how it did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Candidate {
+    pub kind: LearnerKind,
+    /// ROC AUC on the calibration rows: what the choice was made on.
+    pub selection_auc: f64,
+    /// Metrics on the held-out test rows, after calibration.
+    pub test: Metrics,
+    pub fit_seconds: f64,
+}
+
+/// One saved classifier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassifierMeta {
+    pub kind: LearnerKind,
+    pub inputs: InputSpec,
+    pub platt: Platt,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scorecard: Option<Scorecard>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trees_file: Option<String>,
+    /// Why this learner was chosen.
+    pub selection: String,
+    pub candidates: Vec<Candidate>,
+}
+
+impl ClassifierMeta {
+    /// The chosen candidate's held-out metrics.
+    pub fn test(&self) -> &Metrics {
+        let chosen = self.candidates.iter().find(|c| c.kind == self.kind);
+        &chosen
+            .expect("the chosen learner is among the candidates")
+            .test
+    }
+}
+
+/// The saved amount model and how it did on held-out payers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AmountMeta {
+    pub inputs: InputSpec,
+    pub trees_file: String,
+    pub test_payers: usize,
+    pub mean_observed: f64,
+    pub mean_predicted: f64,
+    pub mean_absolute_error: f64,
+}
+
+/// Everything `model.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format: u32,
+    pub version: String,
+    pub created_at: String,
+    /// `sha256:` of the data folder's table files, by name then content.
+    pub data_hash: String,
+    pub training_rows: usize,
+    /// Features the model reads, in order (numeric, then `product`).
+    pub features: Vec<String>,
+    pub params: TrainParams,
+    pub split: SplitSizes,
+    pub propensity: ClassifierMeta,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub response: Option<ClassifierMeta>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub amount: Option<AmountMeta>,
+    /// Where the folder was loaded from, for messages.
+    #[serde(skip)]
+    pub dir_label: String,
+}
+
+/// Rows in each part of the split.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SplitSizes {
+    pub fit: usize,
+    pub calibration: usize,
+    pub test: usize,
+}
+
+/// Hash of the contract tables in a data folder: which data a model saw.
+pub fn data_hash(dir: &Path) -> Result<String, ModelError> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| folder_error(dir, format!("reading: {e}")))?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            TABLES.iter().any(|t| {
+                *name == format!("{}.csv", t.name) || *name == format!("{}.parquet", t.name)
+            })
+        })
+        .collect();
+    names.sort();
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    for name in names {
+        hasher.update(name.as_bytes());
+        let path = dir.join(&name);
+        let mut file =
+            fs::File::open(&path).map_err(|e| folder_error(dir, format!("reading {name}: {e}")))?;
+        loop {
+            let read = file
+                .read(&mut buffer)
+                .map_err(|e| folder_error(dir, format!("reading {name}: {e}")))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+    }
+    Ok(format!("sha256:{:x}", hasher.finalize()))
+}
+
+fn folder_error(dir: &Path, message: String) -> ModelError {
+    ModelError::Folder {
+        dir: dir.display().to_string(),
+        message,
+    }
+}
+
+/// Whether a file name belongs in a model folder.
+fn is_model_file(name: &str) -> bool {
+    name == "model.json" || name == "model_card.md" || name.ends_with(".trees.json")
+}
+
+/// Writes the model folder at `dir`, all or nothing (see [`crate::output::write_folder`]).
+pub fn save(dir: &Path, model: &Model, card: &str) -> anyhow::Result<()> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let trees = [
+        (
+            &model.meta.propensity.trees_file,
+            Some(&model.propensity.learner),
+        ),
+        (
+            &model
+                .meta
+                .response
+                .as_ref()
+                .and_then(|r| r.trees_file.clone()),
+            model.response.as_ref().map(|r| &r.learner),
+        ),
+    ];
+    for (name, learner) in trees {
+        if let (Some(name), Some(Learner::Boosted(booster))) = (name, learner) {
+            files.push((name.clone(), booster_json(booster)?.into_bytes()));
+        }
+    }
+    if let (Some(meta), Some(amount)) = (&model.meta.amount, &model.amount) {
+        files.push((
+            meta.trees_file.clone(),
+            booster_json(&amount.booster)?.into_bytes(),
+        ));
+    }
+    files.push(("model.json".into(), serde_json::to_vec_pretty(&model.meta)?));
+    files.push(("model_card.md".into(), card.as_bytes().to_vec()));
+    let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    crate::output::write_folder(dir, "model file", is_model_file, &names, |i, file| {
+        file.write_all(&files[i].1)?;
+        Ok(())
+    })
+}
+
+/// Loads a model folder; needs nothing outside it.
+pub fn load(dir: &Path) -> Result<Model, ModelError> {
+    let read = |name: &str| {
+        fs::read_to_string(dir.join(name))
+            .map_err(|e| folder_error(dir, format!("reading {name}: {e}")))
+    };
+    let mut meta: ModelMeta = serde_json::from_str(&read("model.json")?)
+        .map_err(|e| folder_error(dir, format!("model.json: {e}")))?;
+    if meta.format != FORMAT {
+        return Err(folder_error(
+            dir,
+            format!(
+                "model.json has format {}, this version reads {FORMAT}",
+                meta.format
+            ),
+        ));
+    }
+    meta.dir_label = dir.display().to_string();
+    let classifier = |m: &ClassifierMeta| -> Result<Classifier, ModelError> {
+        let learner = match (m.kind, &m.scorecard, &m.trees_file) {
+            (LearnerKind::Scorecard, Some(card), _) => {
+                if card.weights.len() != m.inputs.names().len() {
+                    return Err(folder_error(
+                        dir,
+                        "the scorecard's weights do not match its inputs".into(),
+                    ));
+                }
+                Learner::Scorecard(card.clone())
+            }
+            (LearnerKind::TreeEnsemble, _, Some(file)) => Learner::Boosted(Box::new(
+                booster_from_json(&read(file)?)
+                    .map_err(|e| folder_error(dir, format!("{file}: {e}")))?,
+            )),
+            _ => {
+                return Err(folder_error(
+                    dir,
+                    format!("model.json names a {:?} without its parameters", m.kind),
+                ))
+            }
+        };
+        Ok(Classifier {
+            inputs: m.inputs.clone(),
+            learner,
+            platt: m.platt,
+        })
+    };
+    let propensity = classifier(&meta.propensity)?;
+    let response = meta.response.as_ref().map(classifier).transpose()?;
+    let amount = match &meta.amount {
+        Some(a) => Some(AmountModel {
+            inputs: a.inputs.clone(),
+            booster: Box::new(
+                booster_from_json(&read(&a.trees_file)?)
+                    .map_err(|e| folder_error(dir, format!("{}: {e}", a.trees_file)))?,
+            ),
+        }),
+        None => None,
+    };
+    Ok(Model {
+        meta,
+        propensity,
+        response,
+        amount,
+    })
+}

@@ -1,0 +1,193 @@
+//! The models: P(paid within the horizon) for every account (propensity), and
+//! P(paid | account, strategy) with the expected amount if paid (response).
+//! Trained by [`train`], saved to and loaded from a self-contained folder by
+//! [`folder`], judged by [`metrics`], explained by [`reasons`].
+
+pub mod card;
+pub mod design;
+pub mod folder;
+pub mod learner;
+pub mod metrics;
+pub mod reasons;
+pub mod train;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::Strategy;
+use crate::features::FeatureError;
+use design::{InputSpec, StrategyInput};
+use learner::{Learner, Platt};
+use reasons::Reason;
+
+pub use folder::{ModelMeta, FORMAT};
+pub use train::{train, TrainParams, Trained};
+
+/// Errors of training, loading and scoring models.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Features(#[from] FeatureError),
+    #[error("model data: {0}")]
+    Polars(#[from] PolarsError),
+    #[error("fitting {0}")]
+    Fit(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "model folder {model_dir} does not match the data's features (missing: [{missing}]; \
+         not known to the model: [{unknown}]); retrain it with this version"
+    )]
+    FeatureMismatch {
+        model_dir: String,
+        missing: String,
+        unknown: String,
+    },
+    #[error("model folder {dir}: {message}")]
+    Folder { dir: String, message: String },
+}
+
+/// Which learner a classifier uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearnerKind {
+    Scorecard,
+    TreeEnsemble,
+}
+
+impl LearnerKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            LearnerKind::Scorecard => "logistic scorecard",
+            LearnerKind::TreeEnsemble => "gradient-boosted trees",
+        }
+    }
+}
+
+/// A calibrated probability model.
+pub struct Classifier {
+    pub inputs: InputSpec,
+    pub learner: Learner,
+    pub platt: Platt,
+}
+
+impl Classifier {
+    pub fn kind(&self) -> LearnerKind {
+        match self.learner {
+            Learner::Scorecard(_) => LearnerKind::Scorecard,
+            Learner::Boosted(_) => LearnerKind::TreeEnsemble,
+        }
+    }
+
+    /// Calibrated probabilities of paying, one per feature row.
+    pub fn probabilities(
+        &self,
+        features: &DataFrame,
+        strategy: StrategyInput,
+    ) -> Result<Vec<f64>, ModelError> {
+        let design = self.inputs.design(features, strategy)?;
+        Ok(self.probabilities_of(&design))
+    }
+
+    /// Calibrated probabilities of already-built inputs.
+    pub fn probabilities_of(&self, design: &design::Design) -> Vec<f64> {
+        self.learner
+            .raw(design)
+            .into_iter()
+            .map(|s| self.platt.probability(s))
+            .collect()
+    }
+
+    /// The top reasons of every row.
+    pub fn reasons(
+        &self,
+        features: &DataFrame,
+        strategy: StrategyInput,
+    ) -> Result<Vec<Vec<Reason>>, ModelError> {
+        let design = self.inputs.design(features, strategy)?;
+        let contributions = self.learner.contributions(&design);
+        let cols = design.cols();
+        let mut values = vec![0.0; cols];
+        Ok((0..design.rows)
+            .map(|i| {
+                for (j, v) in values.iter_mut().enumerate() {
+                    *v = design.column(j)[i];
+                }
+                // Platt's slope scales every pull alike (and flips none while positive).
+                reasons::top(
+                    &design.names,
+                    &values,
+                    &contributions[i * cols..(i + 1) * cols],
+                )
+            })
+            .collect())
+    }
+}
+
+/// Expected amount collected, given that the account pays.
+pub struct AmountModel {
+    pub inputs: InputSpec,
+    pub booster: Box<forust_ml::GradientBooster>,
+}
+
+impl AmountModel {
+    pub fn amounts(
+        &self,
+        features: &DataFrame,
+        strategy: StrategyInput,
+    ) -> Result<Vec<f64>, ModelError> {
+        let design = self.inputs.design(features, strategy)?;
+        Ok(self.amounts_of(&design))
+    }
+
+    pub fn amounts_of(&self, design: &design::Design) -> Vec<f64> {
+        self.booster
+            .predict(&design.matrix(), true)
+            .into_iter()
+            .map(|a| a.max(0.0))
+            .collect()
+    }
+}
+
+/// A loaded model folder.
+pub struct Model {
+    pub meta: ModelMeta,
+    pub propensity: Classifier,
+    /// Present when the training data logged more than one strategy.
+    pub response: Option<Classifier>,
+    pub amount: Option<AmountModel>,
+}
+
+impl Model {
+    /// Refuses feature rows computed with a different feature list.
+    pub fn check_features(&self, features: &DataFrame) -> Result<(), ModelError> {
+        self.propensity.inputs.check(features, &self.meta.dir_label)
+    }
+
+    /// Calibrated P(paid within the horizon) of every feature row.
+    pub fn p_pay(&self, features: &DataFrame) -> Result<Vec<f64>, ModelError> {
+        self.check_features(features)?;
+        self.propensity
+            .probabilities(features, StrategyInput::Absent)
+    }
+
+    /// Reason codes of every feature row, from the propensity model.
+    pub fn reasons(&self, features: &DataFrame) -> Result<Vec<Vec<Reason>>, ModelError> {
+        self.check_features(features)?;
+        self.propensity.reasons(features, StrategyInput::Absent)
+    }
+
+    /// P(paid | strategy) for every row if `strategy` were applied, or `None`
+    /// when the model has no response model.
+    pub fn response(
+        &self,
+        features: &DataFrame,
+        strategy: Strategy,
+    ) -> Result<Option<Vec<f64>>, ModelError> {
+        self.check_features(features)?;
+        self.response
+            .as_ref()
+            .map(|r| r.probabilities(features, StrategyInput::All(strategy)))
+            .transpose()
+    }
+}

@@ -1,0 +1,223 @@
+//! What a data scientist relies on from `train` and `evaluate`: a model
+//! folder that scores the same after a reload, refuses data it was not built
+//! for, and reports the same metrics wherever it is evaluated.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use prioritize::contract::DataSet;
+use prioritize::features::{build, spine_for_date};
+use prioritize::model::learner::BoostParams;
+use prioritize::model::{card, folder, train, TrainParams};
+
+fn prioritize() -> Command {
+    Command::cargo_bin("prioritize").expect("binary built")
+}
+
+/// Simulates `accounts` accounts with `seed` into `dir/name`.
+fn book(dir: &Path, name: &str, accounts: usize, seed: u64) -> PathBuf {
+    let out = dir.join(name);
+    prioritize()
+        .args([
+            "simulate",
+            "--accounts",
+            &accounts.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+/// Small and quick: few trees, a short scorecard fit.
+fn quick() -> TrainParams {
+    TrainParams {
+        trees: BoostParams {
+            iterations: 60,
+            learning_rate: 0.2,
+            ..BoostParams::default()
+        },
+        max_iterations: 60,
+        ..TrainParams::default()
+    }
+}
+
+fn train_cli(data: &Path, out: &Path) {
+    prioritize()
+        .args(["train", "--trees", "60", "--learning-rate", "0.2", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_saved_model_scores_and_explains_exactly_as_the_trained_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = book(dir.path(), "book", 3000, 5);
+    let data = DataSet::load(&data_dir).unwrap();
+    let trained = train(&data, &data_dir, quick(), &|_| {}).unwrap();
+    let model_dir = dir.path().join("model");
+    folder::save(
+        &model_dir,
+        &trained.model,
+        &card::render(&trained.model.meta),
+    )
+    .unwrap();
+    let loaded = folder::load(&model_dir).unwrap();
+
+    let features = build(
+        &data,
+        &spine_for_date(&data.accounts, "2026-09-30".parse().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let before = trained.model.p_pay(&features).unwrap();
+    let after = loaded.p_pay(&features).unwrap();
+    assert_eq!(before, after, "scores changed on reload");
+    assert!(before.iter().all(|p| (0.0..=1.0).contains(p)));
+    assert_eq!(
+        trained.model.reasons(&features).unwrap(),
+        loaded.reasons(&features).unwrap()
+    );
+    for strategy in prioritize::contract::Strategy::ALL {
+        assert_eq!(
+            trained.model.response(&features, strategy).unwrap(),
+            loaded.response(&features, strategy).unwrap(),
+            "response to {strategy} changed on reload"
+        );
+    }
+    assert_eq!(loaded.meta.version, trained.model.meta.version);
+    assert!(loaded.meta.data_hash.starts_with("sha256:"));
+}
+
+#[test]
+fn probabilities_are_of_paying_and_calibrated_on_held_out_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = book(dir.path(), "book", 6000, 8);
+    let data = DataSet::load(&data_dir).unwrap();
+    let trained = train(&data, &data_dir, quick(), &|_| {}).unwrap();
+    let test = trained.model.meta.propensity.test();
+    // The simulated book pays less often than not: a model of the majority
+    // class would rank payers below non-payers.
+    assert!(
+        test.observed_rate < 0.5,
+        "observed rate {}",
+        test.observed_rate
+    );
+    assert!(test.roc_auc > 0.6, "held-out ROC AUC {}", test.roc_auc);
+    assert!((test.mean_predicted - test.observed_rate).abs() < 0.03);
+    let paid = trained
+        .holdout
+        .column("paid")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .clone();
+    let p_pay = trained
+        .holdout
+        .column("p_pay")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .clone();
+    let mean = |want: bool| {
+        let values: Vec<f64> = paid
+            .into_iter()
+            .zip(p_pay.into_iter())
+            .filter(|(y, _)| *y == Some(want))
+            .map(|(_, p)| p.unwrap())
+            .collect();
+        values.iter().sum::<f64>() / values.len() as f64
+    };
+    assert!(
+        mean(true) > mean(false) + 0.05,
+        "payers {} vs others {}",
+        mean(true),
+        mean(false)
+    );
+}
+
+#[test]
+fn a_model_folder_built_for_other_features_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = book(dir.path(), "book", 1500, 3);
+    let model = dir.path().join("model");
+    train_cli(&data, &model);
+    let meta_path = model.join("model.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let numeric = meta["propensity"]["inputs"]["numeric"]
+        .as_array_mut()
+        .unwrap();
+    let removed = numeric.remove(3);
+    numeric.push(serde_json::Value::from("days_since_last_letter"));
+    fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
+
+    let assert = prioritize()
+        .args(["evaluate", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&model)
+        .assert()
+        .failure();
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("days_since_last_letter"), "{stderr}");
+    assert!(stderr.contains(removed.as_str().unwrap()), "{stderr}");
+    assert!(stderr.contains(&model.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn evaluate_reports_the_card_metrics_and_compares_two_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = book(dir.path(), "book", 1500, 4);
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    train_cli(&data, &first);
+    train_cli(&data, &second);
+    let card = fs::read_to_string(first.join("model_card.md")).unwrap();
+    for needed in [
+        "ROC AUC",
+        "Brier",
+        "KS",
+        "decile",
+        "lift",
+        "logged strategy",
+        "Scorecard weights",
+    ] {
+        assert!(card.contains(needed), "model card lacks {needed}");
+    }
+    let assert = prioritize()
+        .args(["evaluate", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&first)
+        .arg("--against")
+        .arg(&second)
+        .assert()
+        .success();
+    let out = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    let version = |dir: &Path| -> String {
+        let meta: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+        meta["version"].as_str().unwrap().to_string()
+    };
+    assert!(
+        out.contains(&format!(
+            "| metric | {} | {} |",
+            version(&first),
+            version(&second)
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Strategy response"), "{out}");
+    // Same data, same seed: the two models agree, so every difference is zero.
+    assert!(
+        out.contains("| ROC AUC |") && out.contains("+0.0000"),
+        "{out}"
+    );
+}
