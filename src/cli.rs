@@ -103,6 +103,19 @@ pub enum Command {
         #[arg(long)]
         holdout_out: Option<PathBuf>,
     },
+    /// Write every account's calibrated probability of paying and its reasons to CSV.
+    Score {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        model: PathBuf,
+        /// One row per account on this day; without it, one row per `outcomes` row.
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Output CSV: account_id, as_of, p_pay, reasons.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a model's metrics on a data folder with outcomes, optionally beside another model's.
     Evaluate {
         #[arg(long)]

@@ -58,6 +58,12 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             };
             cmd::train::run(&data, &out, params, holdout_out.as_deref())
         }
+        Command::Score {
+            data,
+            model,
+            as_of,
+            out,
+        } => cmd::score::run(&data, &model, as_of, &out),
         Command::Evaluate {
             data,
             model,

@@ -221,3 +221,68 @@ fn evaluate_reports_the_card_metrics_and_compares_two_models() {
         "{out}"
     );
 }
+
+#[test]
+fn score_gives_every_account_a_probability_and_reasons_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = book(dir.path(), "book", 1500, 6);
+    let model = dir.path().join("model");
+    train_cli(&data, &model);
+    let out = dir.path().join("scores.csv");
+    prioritize()
+        .args(["score", "--as-of", "2026-09-30", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["account_id", "as_of", "p_pay", "reasons"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1500);
+    for row in &rows {
+        let p: f64 = row[2].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        let reasons: Vec<&str> = row[3].split("; ").collect();
+        assert!(!reasons.is_empty() && reasons.len() <= 3, "{}", &row[3]);
+        assert!(
+            reasons
+                .iter()
+                .all(|r| r.ends_with("(raises)") || r.ends_with("(lowers)")),
+            "{}",
+            &row[3]
+        );
+        assert!(
+            !row[3].contains(" = "),
+            "a feature without words: {}",
+            &row[3]
+        );
+    }
+}
+
+#[test]
+fn the_shipped_default_model_loads_and_reads_todays_features() {
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let model = folder::load(&default).expect("models/default loads");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = book(dir.path(), "book", 300, 2);
+    let data = DataSet::load(&data_dir).unwrap();
+    let features = build(
+        &data,
+        &spine_for_date(&data.accounts, "2026-09-30".parse().unwrap()).unwrap(),
+    )
+    .unwrap();
+    // Refused if the feature list changed since it was trained: retrain it (models/README.md).
+    let p_pay = model.p_pay(&features).unwrap();
+    assert_eq!(p_pay.len(), 300);
+    assert!(
+        model.response.is_some(),
+        "the default model must know how strategies differ"
+    );
+    assert!(model.amount.is_some());
+}

@@ -1,5 +1,6 @@
-//! `prioritize demo`: the whole pipeline that exists so far on a simulated
-//! portfolio, printing what it did and where the outputs are.
+//! `prioritize demo`: the whole pipeline that exists so far (simulate,
+//! validate, features, train) on a simulated portfolio, printing what it did
+//! and where the outputs are.
 
 use std::path::Path;
 
@@ -9,11 +10,12 @@ use chrono::NaiveDate;
 use crate::cli::TableFormat;
 use crate::contract::parse::money_to_decimal;
 use crate::contract::DataSet;
+use crate::model::TrainParams;
 use crate::simulate::SimulationParams;
 
 const AS_OF: &str = "2026-09-30";
 
-/// Runs simulate → validate → features and prints a portfolio summary.
+/// Runs simulate → validate → features → train and prints a portfolio summary.
 pub fn run(dir: &Path, accounts: usize) -> Result<String> {
     let as_of: NaiveDate = AS_OF.parse().expect("valid constant date");
     let data = dir.join("data");
@@ -34,10 +36,16 @@ pub fn run(dir: &Path, accounts: usize) -> Result<String> {
         "3. {}",
         super::features::run(&data, Some(as_of), &features)?
     );
+    let model = dir.join("model");
+    println!(
+        "4. {}",
+        super::train::run(&data, &model, TrainParams::default(), None)?
+    );
     let data_set = DataSet::load(&data)?;
     println!("\nPortfolio on {AS_OF}:\n{}", summary(&data_set)?);
     Ok(format!(
-        "Next: inspect {} (one row per account, `prioritize features --list` explains each column).",
+        "Next: read {} (metrics, calibration, the scorecard), or inspect {} (`prioritize features --list` explains each column).",
+        model.join("model_card.md").display(),
         features.display()
     ))
 }

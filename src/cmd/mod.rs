@@ -4,6 +4,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod features;
 pub mod import_uci;
+pub mod score;
 pub mod simulate;
 pub mod train;
 pub mod validate;

@@ -111,11 +111,13 @@ fn features_of(h: &History, as_of: i32) -> Option<[f64; NAMES.len()]> {
         paid_share(paid_w[0], due_w[0]) - paid_share(paid_4_6, due_4_6),
         balance_change_3,
         n as f64,
+        paid_share(h.paid[latest], h.due[latest]),
+        h.paid[latest],
     ])
 }
 
 /// The columns this kernel produces, in order.
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 20] = [
     "balance",
     "past_due_share",
     "days_past_due",
@@ -134,6 +136,8 @@ pub const NAMES: [&str; 18] = [
     "payment_trend",
     "balance_change_3",
     "cycles_on_record",
+    "paid_share_1",
+    "last_payment",
 ];
 
 fn f64_values(frame: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {

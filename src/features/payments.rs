@@ -139,6 +139,8 @@ pub fn payment_features(cycles: LazyFrame) -> LazyFrame {
                 .otherwise(lit(0.0))
                 .alias("balance_change_3"),
             dpd_bucket(col("days_past_due")).alias("dpd_bucket"),
+            paid_share(col("latest_paid"), col("latest_due")).alias("paid_share_1"),
+            col("latest_paid").alias("last_payment"),
         ])
 }
 

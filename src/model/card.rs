@@ -61,14 +61,21 @@ pub fn render(meta: &ModelMeta) -> String {
 fn classifier_section(out: &mut String, title: &str, meta: &ClassifierMeta) {
     let _ = writeln!(out, "## {title}\n");
     let _ = writeln!(out, "Chosen: {}.\n", meta.selection);
-    let _ = writeln!(out, "| learner | fit seconds | calibration-rows ROC AUC | test ROC AUC | test Brier | test KS |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "| learner | trees | fit rows | fit seconds | scored per second | calibration-rows ROC AUC | test ROC AUC | test Brier | test KS |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for c in &meta.candidates {
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {:.4} | {:.4} | {:.4} | {:.4} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.4} | {:.4} | {:.4} | {:.4} |",
             c.kind.label(),
+            if c.trees == 0 {
+                "–".to_string()
+            } else {
+                c.trees.to_string()
+            },
+            c.fit_rows,
             c.fit_seconds,
+            c.scored_per_second,
             c.selection_auc,
             c.test.roc_auc,
             c.test.brier,

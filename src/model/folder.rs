@@ -29,6 +29,12 @@ pub struct Candidate {
     /// Metrics on the held-out test rows, after calibration.
     pub test: Metrics,
     pub fit_seconds: f64,
+    pub fit_rows: usize,
+    /// Trees in use after early stopping (0 for a scorecard).
+    #[serde(default)]
+    pub trees: usize,
+    /// Test rows scored per second, inputs already built.
+    pub scored_per_second: f64,
 }
 
 /// One saved classifier.

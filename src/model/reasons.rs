@@ -111,6 +111,13 @@ pub fn describe(feature: &str, value: f64) -> String {
         "max_dpd_3" => format!("up to {n} days past due in the last 3 cycles"),
         "max_dpd_6" => format!("up to {n} days past due in the last 6 cycles"),
         "max_dpd_12" => format!("up to {n} days past due in the last 12 cycles"),
+        "paid_share_1" => format!(
+            "paid {}% of what was due in the latest cycle",
+            percent(value)
+        ),
+        "last_payment" if value <= 0.0 => "nothing paid in the latest cycle".into(),
+        "last_payment" => format!("paid {value:.0} in the latest cycle"),
+        "credit_limit" => format!("credit limit of {value:.0}"),
         "paid_share_3" => format!(
             "paid {}% of what was due in the last 3 cycles",
             percent(value)

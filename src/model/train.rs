@@ -37,6 +37,11 @@ pub struct TrainParams {
     pub alpha: f64,
     /// Iteration limit of the scorecard's optimiser.
     pub max_iterations: u64,
+    /// The scorecard fits on at most this many of the fit rows (a seeded
+    /// sample): a few dozen weights need no more, and linfa's optimiser is
+    /// the slowest step of training on large books.
+    #[serde(default = "default_scorecard_rows")]
+    pub scorecard_rows: usize,
     /// The scorecard is kept unless the trees beat its ROC AUC by more than this.
     pub prefer_scorecard_within: f64,
 }
@@ -50,9 +55,14 @@ impl Default for TrainParams {
             trees: BoostParams::default(),
             alpha: 1.0,
             max_iterations: 200,
+            scorecard_rows: default_scorecard_rows(),
             prefer_scorecard_within: 0.005,
         }
     }
+}
+
+fn default_scorecard_rows() -> usize {
+    200_000
 }
 
 impl TrainParams {
@@ -76,10 +86,10 @@ impl TrainParams {
             && t.min_leaf_weight >= 0.0
             && t.l2 >= 0.0
             && t.early_stopping_rounds > 0;
-        if !trees_ok || self.alpha < 0.0 || self.max_iterations == 0 {
+        if !trees_ok || self.alpha < 0.0 || self.max_iterations == 0 || self.scorecard_rows < 100 {
             return Err(ModelError::Invalid(format!(
-                "hyper-parameters out of range: trees {t:?}, alpha {} (not negative), max_iterations {} (at least 1)",
-                self.alpha, self.max_iterations
+                "hyper-parameters out of range: trees {t:?}, alpha {} (not negative), max_iterations {} (at least 1), scorecard_rows {} (at least 100)",
+                self.alpha, self.max_iterations, self.scorecard_rows
             )));
         }
         Ok(self)
@@ -219,6 +229,17 @@ impl Split {
     }
 }
 
+/// At most `limit` of `0..rows`, a seeded sample in row order (all rows when fewer).
+fn sample_rows(rows: usize, limit: usize, seed: u64) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..rows).collect();
+    if rows > limit {
+        all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5c0_12ca_4d));
+        all.truncate(limit);
+        all.sort_unstable();
+    }
+    all
+}
+
 fn pick<T: Copy>(values: &[T], rows: &[usize]) -> Vec<T> {
     rows.iter().map(|&i| values[i]).collect()
 }
@@ -253,12 +274,15 @@ fn fit_classifier(
         progress(&format!("fitting the {what} model: {}", kind.label()));
         let started = Instant::now();
         let learner = match kind {
-            LearnerKind::Scorecard => Learner::Scorecard(Scorecard::fit(
-                &fit,
-                &fit_paid,
-                params.alpha,
-                params.max_iterations,
-            )?),
+            LearnerKind::Scorecard => {
+                let sample = sample_rows(fit.rows, params.scorecard_rows, params.seed);
+                Learner::Scorecard(Scorecard::fit(
+                    &fit.take(&sample),
+                    &pick(&fit_paid, &sample),
+                    params.alpha,
+                    params.max_iterations,
+                )?)
+            }
             LearnerKind::TreeEnsemble => {
                 let target: Vec<f64> = fit_paid.iter().map(|&p| f64::from(u8::from(p))).collect();
                 Learner::Boosted(Box::new(boost(
@@ -279,7 +303,15 @@ fn fit_classifier(
             learner,
             platt,
         };
+        let trees = match &classifier.learner {
+            Learner::Boosted(booster) => {
+                booster.prediction_iteration.unwrap_or(booster.trees.len())
+            }
+            Learner::Scorecard(_) => 0,
+        };
+        let scoring = Instant::now();
         let predicted = classifier.probabilities_of(&test);
+        let score_seconds = scoring.elapsed().as_secs_f64();
         let test_metrics = Metrics::of(&predicted, &test_paid, Some(&test_strategies));
         tracing::info!(
             what,
@@ -296,6 +328,12 @@ fn fit_classifier(
                 selection_auc,
                 test: test_metrics,
                 fit_seconds,
+                fit_rows: match kind {
+                    LearnerKind::Scorecard => fit_rows.len().min(params.scorecard_rows),
+                    LearnerKind::TreeEnsemble => fit_rows.len(),
+                },
+                trees,
+                scored_per_second: test.rows as f64 / score_seconds.max(1e-9),
             },
         ));
     }
