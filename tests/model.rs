@@ -128,7 +128,7 @@ fn probabilities_are_of_paying_and_calibrated_on_held_out_rows() {
     let mean = |want: bool| {
         let values: Vec<f64> = paid
             .into_iter()
-            .zip(p_pay.into_iter())
+            .zip(&p_pay)
             .filter(|(y, _)| *y == Some(want))
             .map(|(_, p)| p.unwrap())
             .collect();

@@ -216,16 +216,15 @@ impl Split {
     /// The fit rows less every tenth, and those tenths: the trees stop
     /// growing when they no longer help on rows they do not fit.
     pub fn fit_and_stop(&self) -> (Vec<usize>, Vec<usize>) {
-        let (stop, fit): (Vec<(usize, usize)>, Vec<(usize, usize)>) = self
-            .fit
-            .iter()
-            .copied()
-            .enumerate()
-            .partition(|(k, _)| k % 10 == 0);
-        (
-            fit.into_iter().map(|(_, i)| i).collect(),
-            stop.into_iter().map(|(_, i)| i).collect(),
-        )
+        let (mut fit, mut stop) = (Vec::new(), Vec::new());
+        for (k, &row) in self.fit.iter().enumerate() {
+            if k % 10 == 0 {
+                stop.push(row);
+            } else {
+                fit.push(row);
+            }
+        }
+        (fit, stop)
     }
 }
 
@@ -233,7 +232,7 @@ impl Split {
 fn sample_rows(rows: usize, limit: usize, seed: u64) -> Vec<usize> {
     let mut all: Vec<usize> = (0..rows).collect();
     if rows > limit {
-        all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5c0_12ca_4d));
+        all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)));
         all.truncate(limit);
         all.sort_unstable();
     }
@@ -247,15 +246,16 @@ fn pick<T: Copy>(values: &[T], rows: &[usize]) -> Vec<T> {
 /// Fits both learners, calibrates each on the calibration rows, keeps the
 /// better one there, and measures both on the test rows.
 fn fit_classifier(
+    what: &str,
     inputs: InputSpec,
     design: &Design,
-    paid: &[bool],
-    strategies: &[&str],
+    labelled: &Labelled,
     parts: &Split,
     params: &TrainParams,
     progress: &dyn Fn(&str),
-    what: &str,
 ) -> Result<(Classifier, ClassifierMeta), ModelError> {
+    let paid = &labelled.paid;
+    let strategies: Vec<&str> = labelled.strategies.iter().map(|s| s.as_str()).collect();
     let (fit_rows, stop_rows) = parts.fit_and_stop();
     let fit = design.take(&fit_rows);
     let stop = design.take(&stop_rows);
@@ -268,7 +268,7 @@ fn fit_classifier(
     let fit_paid = pick(paid, &fit_rows);
     let calibration_paid = pick(paid, &parts.calibration);
     let test_paid = pick(paid, &parts.test);
-    let test_strategies = pick(strategies, &parts.test);
+    let test_strategies = pick(&strategies, &parts.test);
     let mut fitted: Vec<(Classifier, Candidate)> = Vec::new();
     for kind in [LearnerKind::Scorecard, LearnerKind::TreeEnsemble] {
         progress(&format!("fitting the {what} model: {}", kind.label()));
@@ -395,20 +395,18 @@ pub fn train(
     }
     let accounts = labelled.features.column("account_id")?.str()?.clone();
     let parts = split(&accounts, &labelled.paid, &params);
-    let strategy_names: Vec<&str> = labelled.strategies.iter().map(|s| s.as_str()).collect();
     let numeric = catalog::numeric_names();
 
     let inputs = InputSpec::for_training(&labelled.features, &numeric, false)?;
     let design = inputs.design(&labelled.features, StrategyInput::Absent)?;
     let (propensity, propensity_meta) = fit_classifier(
+        "propensity",
         inputs,
         &design,
-        &labelled.paid,
-        &strategy_names,
+        &labelled,
         &parts,
         &params,
         progress,
-        "propensity",
     )?;
 
     let mut logged: Vec<Strategy> = labelled.strategies.clone();
@@ -421,14 +419,7 @@ pub fn train(
             StrategyInput::PerRow(&labelled.strategies),
         )?;
         let (response, meta) = fit_classifier(
-            inputs,
-            &design,
-            &labelled.paid,
-            &strategy_names,
-            &parts,
-            &params,
-            progress,
-            "response",
+            "response", inputs, &design, &labelled, &parts, &params, progress,
         )?;
         (Some(response), Some(meta))
     } else {
