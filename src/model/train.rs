@@ -344,6 +344,10 @@ fn fit_classifier(
             "gradient-boosted trees: ROC AUC {trees_auc:.4} on the calibration rows against {card_auc:.4} for the scorecard, more than the {:.3} margin that keeps the readable scorecard",
             params.prefer_scorecard_within
         )
+    } else if trees_auc <= card_auc {
+        format!(
+            "logistic scorecard: ROC AUC {card_auc:.4} on the calibration rows, at least the trees' {trees_auc:.4}"
+        )
     } else {
         format!(
             "logistic scorecard: ROC AUC {card_auc:.4} on the calibration rows against {trees_auc:.4} for the trees, within the {:.3} margin, so the readable scorecard is kept",
