@@ -46,6 +46,18 @@ fn quick() -> TrainParams {
     }
 }
 
+/// A simulated book of `accounts` (with `seed`), loaded and trained with [`quick`] parameters.
+fn trained_book(
+    accounts: usize,
+    seed: u64,
+) -> (tempfile::TempDir, DataSet, prioritize::model::Trained) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = book(dir.path(), "book", accounts, seed);
+    let data = DataSet::load(&data_dir).unwrap();
+    let trained = train(&data, &data_dir, quick(), &|_| {}).unwrap();
+    (dir, data, trained)
+}
+
 fn train_cli(data: &Path, out: &Path) {
     prioritize()
         .args(["train", "--trees", "60", "--learning-rate", "0.2", "--data"])
@@ -58,10 +70,7 @@ fn train_cli(data: &Path, out: &Path) {
 
 #[test]
 fn a_saved_model_scores_and_explains_exactly_as_the_trained_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = book(dir.path(), "book", 3000, 5);
-    let data = DataSet::load(&data_dir).unwrap();
-    let trained = train(&data, &data_dir, quick(), &|_| {}).unwrap();
+    let (dir, data, trained) = trained_book(3000, 5);
     let model_dir = dir.path().join("model");
     folder::save(
         &model_dir,
@@ -97,10 +106,7 @@ fn a_saved_model_scores_and_explains_exactly_as_the_trained_one() {
 
 #[test]
 fn probabilities_are_of_paying_and_calibrated_on_held_out_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = book(dir.path(), "book", 6000, 8);
-    let data = DataSet::load(&data_dir).unwrap();
-    let trained = train(&data, &data_dir, quick(), &|_| {}).unwrap();
+    let (_dir, _data, trained) = trained_book(6000, 8);
     let test = trained.model.meta.propensity.test();
     // The simulated book pays less often than not: a model of the majority
     // class would rank payers below non-payers.
