@@ -391,6 +391,31 @@ mod tests {
     }
 
     #[test]
+    fn tree_contributions_point_the_way_the_feature_pushes() {
+        let n = 2_000;
+        let x: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+        let paid: Vec<f64> = (0..n)
+            .map(|i| f64::from(u8::from((x[i] > 0.5) != (i % 10 == 0))))
+            .collect();
+        let design = one_column(x);
+        let booster = boost(
+            &design,
+            &paid,
+            (&design, &paid),
+            true,
+            &BoostParams::default(),
+        )
+        .unwrap();
+        let learner = Learner::Boosted(Box::new(booster));
+        let contributions = learner.contributions(&one_column(vec![0.05, 0.95]));
+        assert_eq!(contributions.len(), 2, "one contribution per row and input");
+        assert!(
+            contributions[0] < 0.0 && contributions[1] > 0.0,
+            "{contributions:?}"
+        );
+    }
+
+    #[test]
     fn platt_recovers_a_known_slope_and_offset() {
         // Labels drawn so that P(paid | s) = σ(0.5 s − 1) exactly, in expectation,
         // by using fractional repetition: for each s, weight by the true probability.
