@@ -27,12 +27,8 @@ pub fn run(data: &Path, model: &Path, as_of: Option<NaiveDate>, out: &Path) -> R
     let features = build(&data_set, &spine)?;
     bar.set_message("scoring");
     let scoring = Instant::now();
-    let p_pay = model.p_pay(&features)?;
-    let why: Vec<String> = model
-        .reasons(&features)?
-        .iter()
-        .map(|r| reasons::joined(r))
-        .collect();
+    let (p_pay, reasons_of_rows) = model.p_pay_with_reasons(&features)?;
+    let why: Vec<String> = reasons_of_rows.iter().map(|r| reasons::joined(r)).collect();
     let score_seconds = scoring.elapsed().as_secs_f64();
     let mut table = features.select(["account_id", "as_of"])?;
     table.with_column(Column::new("p_pay".into(), p_pay))?;

@@ -324,25 +324,30 @@ mod tests {
         }
     }
 
+    /// 2,000 accounts with x evenly in 0..1 that pay where x is in the top
+    /// `payer_share`, with every tenth label flipped.
+    fn threshold_book(payer_share: f64) -> (Design, Vec<bool>) {
+        let n = 2_000;
+        let x: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+        let paid = (0..n)
+            .map(|i| (x[i] > 1.0 - payer_share) != (i % 10 == 0))
+            .collect();
+        (one_column(x), paid)
+    }
+
+    fn trees_on(design: &Design, paid: &[bool]) -> Learner {
+        let target: Vec<f64> = paid.iter().map(|&p| f64::from(u8::from(p))).collect();
+        let stop = (design, target.as_slice());
+        let booster = boost(design, &target, stop, true, &BoostParams::default()).unwrap();
+        Learner::Boosted(Box::new(booster))
+    }
+
     /// Payers have high x, and payers are the minority (then the majority):
     /// the scorecard's probability must rise with x either way.
     #[test]
     fn scorecard_gives_the_probability_of_paying_whichever_class_is_larger() {
         for payer_share in [0.2, 0.8] {
-            let n = 2_000;
-            let x: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
-            // Deterministic labels: paid where x is in the top `payer_share`, with some noise.
-            let paid: Vec<bool> = (0..n)
-                .map(|i| {
-                    let above = x[i] > 1.0 - payer_share;
-                    if i % 10 == 0 {
-                        !above
-                    } else {
-                        above
-                    }
-                })
-                .collect();
-            let design = one_column(x);
+            let (design, paid) = threshold_book(payer_share);
             let card = Scorecard::fit(&design, &paid, 1.0, 200).unwrap();
             assert!(
                 card.weights[0] > 0.0,
@@ -350,64 +355,32 @@ mod tests {
                 card.weights[0]
             );
             let p = Learner::Scorecard(card).raw(&design);
-            let mean_paid: f64 = paid
-                .iter()
-                .zip(&p)
-                .filter(|(y, _)| **y)
-                .map(|(_, s)| *s)
-                .sum::<f64>()
-                / paid.iter().filter(|y| **y).count() as f64;
-            let mean_unpaid: f64 = paid
-                .iter()
-                .zip(&p)
-                .filter(|(y, _)| !**y)
-                .map(|(_, s)| *s)
-                .sum::<f64>()
-                / paid.iter().filter(|y| !**y).count() as f64;
-            assert!(mean_paid > mean_unpaid);
+            let mean_of = |want: bool| {
+                let scores: Vec<f64> = paid
+                    .iter()
+                    .zip(&p)
+                    .filter(|(y, _)| **y == want)
+                    .map(|(_, s)| *s)
+                    .collect();
+                scores.iter().sum::<f64>() / scores.len() as f64
+            };
+            assert!(mean_of(true) > mean_of(false));
         }
     }
 
     #[test]
     fn trees_give_the_probability_of_paying_whichever_class_is_larger() {
         for payer_share in [0.2, 0.8] {
-            let n = 2_000;
-            let x: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
-            let paid: Vec<f64> = (0..n)
-                .map(|i| f64::from(u8::from((x[i] > 1.0 - payer_share) != (i % 10 == 0))))
-                .collect();
-            let design = one_column(x);
-            let booster = boost(
-                &design,
-                &paid,
-                (&design, &paid),
-                true,
-                &BoostParams::default(),
-            )
-            .unwrap();
-            let scores = Learner::Boosted(Box::new(booster)).raw(&one_column(vec![0.05, 0.95]));
+            let (design, paid) = threshold_book(payer_share);
+            let scores = trees_on(&design, &paid).raw(&one_column(vec![0.05, 0.95]));
             assert!(scores[1] > scores[0], "{scores:?} for share {payer_share}");
         }
     }
 
     #[test]
     fn tree_contributions_point_the_way_the_feature_pushes() {
-        let n = 2_000;
-        let x: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
-        let paid: Vec<f64> = (0..n)
-            .map(|i| f64::from(u8::from((x[i] > 0.5) != (i % 10 == 0))))
-            .collect();
-        let design = one_column(x);
-        let booster = boost(
-            &design,
-            &paid,
-            (&design, &paid),
-            true,
-            &BoostParams::default(),
-        )
-        .unwrap();
-        let learner = Learner::Boosted(Box::new(booster));
-        let contributions = learner.contributions(&one_column(vec![0.05, 0.95]));
+        let (design, paid) = threshold_book(0.5);
+        let contributions = trees_on(&design, &paid).contributions(&one_column(vec![0.05, 0.95]));
         assert_eq!(contributions.len(), 2, "one contribution per row and input");
         assert!(
             contributions[0] < 0.0 && contributions[1] > 0.0,

@@ -105,10 +105,15 @@ impl Classifier {
         strategy: StrategyInput,
     ) -> Result<Vec<Vec<Reason>>, ModelError> {
         let design = self.inputs.design(features, strategy)?;
-        let contributions = self.learner.contributions(&design);
+        Ok(self.reasons_of(&design))
+    }
+
+    /// The top reasons of already-built inputs.
+    pub fn reasons_of(&self, design: &design::Design) -> Vec<Vec<Reason>> {
+        let contributions = self.learner.contributions(design);
         let cols = design.cols();
         let mut values = vec![0.0; cols];
-        Ok((0..design.rows)
+        (0..design.rows)
             .map(|i| {
                 for (j, v) in values.iter_mut().enumerate() {
                     *v = design.column(j)[i];
@@ -120,7 +125,7 @@ impl Classifier {
                     &contributions[i * cols..(i + 1) * cols],
                 )
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -169,6 +174,22 @@ impl Model {
         self.check_features(features)?;
         self.propensity
             .probabilities(features, StrategyInput::Absent)
+    }
+
+    /// P(paid) and reason codes of every feature row, building the inputs once.
+    pub fn p_pay_with_reasons(
+        &self,
+        features: &DataFrame,
+    ) -> Result<(Vec<f64>, Vec<Vec<Reason>>), ModelError> {
+        self.check_features(features)?;
+        let design = self
+            .propensity
+            .inputs
+            .design(features, StrategyInput::Absent)?;
+        Ok((
+            self.propensity.probabilities_of(&design),
+            self.propensity.reasons_of(&design),
+        ))
     }
 
     /// Reason codes of every feature row, from the propensity model.
