@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// prioritize: who to contact about a delinquent account, how, and in what order.
 #[derive(Debug, Parser)]
@@ -20,6 +20,24 @@ pub enum TableFormat {
     Auto,
     Csv,
     Parquet,
+}
+
+/// Strategy-engine settings shared by `plan` and `evaluate-policy`.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// A strategy's uses per planning day, as STRATEGY=N (repeatable).
+    #[arg(long = "capacity", value_name = "STRATEGY=N")]
+    pub capacities: Vec<String>,
+    /// A strategy's cost per use, as STRATEGY=AMOUNT (repeatable).
+    #[arg(long = "cost", value_name = "STRATEGY=AMOUNT")]
+    pub costs: Vec<String>,
+    /// Share of accounts given a strategy drawn at random among the allowed
+    /// ones (default 0.05, or the config file's); 0 turns exploration off.
+    #[arg(long)]
+    pub explore: Option<f64>,
+    /// TOML file with costs, capacities, rule parameters and the exploration share.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +73,10 @@ pub enum Command {
         currency: String,
         #[arg(long, value_enum, default_value_t = TableFormat::Auto)]
         format: TableFormat,
+        /// Also write the simulator's hidden truth (true P(paid) and amount under
+        /// every strategy, per account) to this Parquet file, for `evaluate-policy --truth`.
+        #[arg(long)]
+        truth_out: Option<PathBuf>,
     },
     /// Turn the public UCI credit-card file into the contract's tables.
     ImportUci {
@@ -125,6 +147,39 @@ pub enum Command {
         /// A second model folder to compare with, side by side.
         #[arg(long)]
         against: Option<PathBuf>,
+    },
+    /// Plan the day: each account's strategy under the compliance rules and the
+    /// day's capacities, with each strategy's queue in order.
+    Plan {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        model: PathBuf,
+        /// The day planned (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: NaiveDate,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Output CSV, one row per account.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Estimate what the plan is worth from logged outcomes (inverse propensity
+    /// and doubly robust), beside the logged policy and a staged rules baseline.
+    EvaluatePolicy {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        model: PathBuf,
+        /// The day of the logged decisions (default: the outcomes' only as_of).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// The simulator's truth (`simulate --truth-out`): adds each policy's true
+        /// value and the best possible allocation.
+        #[arg(long)]
+        truth: Option<PathBuf>,
     },
     /// Compute the model features of a data folder and write them to Parquet.
     Features {

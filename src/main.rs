@@ -20,6 +20,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             cycles,
             currency,
             format,
+            truth_out,
         } => {
             let params = SimulationParams {
                 accounts,
@@ -28,7 +29,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 cycles,
                 currency,
             };
-            cmd::simulate::run(&params, &out, format)
+            cmd::simulate::run(&params, &out, format, truth_out.as_deref())
         }
         Command::ImportUci { input, out, format } => cmd::import_uci::run(&input, &out, format),
         Command::Validate { data, max_problems } => cmd::validate::run(&data, max_problems),
@@ -69,6 +70,20 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             model,
             against,
         } => cmd::evaluate::run(&data, &model, against.as_deref()),
+        Command::Plan {
+            data,
+            model,
+            as_of,
+            engine,
+            out,
+        } => cmd::plan::run(&data, &model, as_of, &engine, &out),
+        Command::EvaluatePolicy {
+            data,
+            model,
+            as_of,
+            engine,
+            truth,
+        } => cmd::evaluate_policy::run(&data, &model, as_of, &engine, truth.as_deref()),
         Command::Features { list: true, .. } => Ok(catalog::markdown_table()),
         Command::Features {
             data, as_of, out, ..

@@ -28,7 +28,12 @@ pub fn run(dir: &Path, accounts: usize) -> Result<String> {
     };
     println!(
         "1. {}",
-        super::simulate::run(&params, &data, TableFormat::Csv)?
+        super::simulate::run(
+            &params,
+            &data,
+            TableFormat::Csv,
+            Some(&dir.join("truth.parquet"))
+        )?
     );
     println!("2. {}", super::validate::run(&data, 20)?);
     let features = dir.join("features.parquet");

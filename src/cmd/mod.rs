@@ -2,8 +2,10 @@
 
 pub mod demo;
 pub mod evaluate;
+pub mod evaluate_policy;
 pub mod features;
 pub mod import_uci;
+pub mod plan;
 pub mod score;
 pub mod simulate;
 pub mod train;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::TableFormat;
 use crate::contract::Format;
-use crate::output::write_data_folder;
+use crate::output::{write_data_folder, write_frame};
 use crate::simulate::{simulate, SimulationParams};
 
 /// Accounts from which `--format auto` writes Parquet instead of CSV.
@@ -24,7 +24,14 @@ pub fn resolve_format(format: TableFormat, accounts: usize) -> Format {
 }
 
 /// Simulates and writes the portfolio; returns a one-line summary.
-pub fn run(params: &SimulationParams, out: &Path, format: TableFormat) -> Result<String> {
+/// With `truth_out`, also writes the simulator's hidden truth (true P(paid)
+/// and amount under every strategy) there as Parquet, for `evaluate-policy --truth`.
+pub fn run(
+    params: &SimulationParams,
+    out: &Path,
+    format: TableFormat,
+    truth_out: Option<&Path>,
+) -> Result<String> {
     if params.accounts == 0 {
         bail!("--accounts must be at least 1");
     }
@@ -38,6 +45,10 @@ pub fn run(params: &SimulationParams, out: &Path, format: TableFormat) -> Result
     bar.finish_and_clear();
     let format = resolve_format(format, params.accounts);
     let writing = super::spinner(&format!("writing {}", out.display()));
+    if let Some(path) = truth_out {
+        let mut truth = portfolio.truth.clone();
+        write_frame(&mut truth, path, Format::Parquet).context("writing the simulator's truth")?;
+    }
     let (mut accounts, mut history, mut actions, mut outcomes) = (
         portfolio.accounts,
         portfolio.payment_history,

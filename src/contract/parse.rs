@@ -149,6 +149,25 @@ pub fn to_canonical(
         }
         (ColumnType::Integer, dtype) if dtype.is_integer() => series.strict_cast(&DataType::Int32),
         (ColumnType::Bool, DataType::Boolean) => Ok(series.clone()),
+        (ColumnType::Probability, dtype) if dtype.is_primitive_numeric() => {
+            let values = series
+                .cast(&DataType::Float64)
+                .map_err(|e| polars_problem(file, e))?;
+            let outside = values
+                .f64()
+                .expect("f64")
+                .iter()
+                .position(|p| p.is_some_and(|p| !(p > 0.0 && p <= 1.0)));
+            if let Some(row) = outside {
+                problems.push(at_cell(
+                    file,
+                    row + 1,
+                    spec.name,
+                    format!("expected {}", spec.ty.expected()),
+                ))?;
+            }
+            Ok(values)
+        }
         (ColumnType::Bool, dtype) if dtype.is_integer() => series.strict_cast(&DataType::Boolean),
         (_, dtype) => {
             problems.push(wrong(dtype))?;
@@ -239,6 +258,7 @@ pub fn canonical_dtype(ty: ColumnType) -> DataType {
         ColumnType::Instant => instant_dtype(),
         ColumnType::Integer => DataType::Int32,
         ColumnType::Bool => DataType::Boolean,
+        ColumnType::Probability => DataType::Float64,
         _ => DataType::String,
     }
 }
@@ -312,6 +332,15 @@ fn parse_text(
         ColumnType::Bool => {
             let values = parse_cells(file, spec, text, problems, parse_bool)?;
             BooleanChunked::from_iter_options(name, values.into_iter()).into_column()
+        }
+        ColumnType::Probability => {
+            let values = parse_cells(file, spec, text, problems, |s| {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| *p > 0.0 && *p <= 1.0)
+            })?;
+            Float64Chunked::from_iter_options(name, values.into_iter()).into_column()
         }
         ColumnType::Text | ColumnType::Enum(_) | ColumnType::Currency | ColumnType::TimeZone
             if !needs_cleaning(text) =>

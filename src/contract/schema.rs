@@ -22,6 +22,8 @@ pub enum ColumnType {
     Currency,
     /// An IANA time-zone name.
     TimeZone,
+    /// A probability above 0 and at most 1.
+    Probability,
 }
 
 impl ColumnType {
@@ -41,6 +43,7 @@ impl ColumnType {
             ColumnType::Enum(values) => format!("one of {}", values.join(", ")),
             ColumnType::Currency => "an ISO 4217 currency code, like USD".into(),
             ColumnType::TimeZone => "an IANA time-zone name, like America/New_York".into(),
+            ColumnType::Probability => "a probability above 0 and at most 1, like 0.25".into(),
         }
     }
 }
@@ -186,6 +189,9 @@ pub const OUTCOMES: TableSpec = TableSpec {
         col("strategy", Enum(STRATEGIES), false, false),
         col("paid", Bool, true, false),
         col("paid_amount", Money, false, true),
+        // Not in the contract's table: the probability with which `strategy`
+        // was chosen (the plan's `propensity`), which off-policy evaluation needs.
+        col("propensity", Probability, false, false),
     ],
     key: &["account_id", "as_of"],
     required: false,

@@ -7,7 +7,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::response::{response, Exposure, Traits};
-use super::tables::{ActionRow, ChunkTables, CycleRow};
+use super::tables::{ActionRow, ChunkTables, CycleRow, TruthRow};
 use crate::contract::parse::date_to_days;
 use crate::strategy::rules::{self, AccountState, RuleConfig};
 
@@ -400,6 +400,18 @@ fn finish_account(
     };
     let (p_pay, amount) = response(traits, &exposure, strategy);
     let paid = rng.random::<f64>() < p_pay;
+    let mut truth = TruthRow {
+        account: index,
+        p_pay: [0.0; 10],
+        amount: [0.0; 10],
+    };
+    for s in crate::contract::Strategy::ALL {
+        let (p, a) = response(traits, &exposure, s);
+        truth.p_pay[s as usize] = p;
+        // What is collected is 80–100 % of the amount: 90 % on average.
+        truth.amount[s as usize] = a * 0.9;
+    }
+    out.truth.push(truth);
     out.push_account(
         index,
         product,
@@ -414,5 +426,6 @@ fn finish_account(
         strategy,
         paid,
         paid.then(|| cents(amount * rng.random_range(0.8..1.0))),
+        1.0 / allowed.len() as f64,
     ));
 }

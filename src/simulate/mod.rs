@@ -37,6 +37,10 @@ pub struct Portfolio {
     pub payment_history: DataFrame,
     pub actions: DataFrame,
     pub outcomes: DataFrame,
+    /// The hidden truth (not a contract table): per account, `p_<strategy>`,
+    /// the true probability of paying under each strategy, and
+    /// `amount_<strategy>`, the expected amount collected if it pays.
+    pub truth: DataFrame,
 }
 
 /// The last day of the month `date` falls in.
@@ -80,7 +84,7 @@ pub fn simulate(
         as_of: params.as_of,
     };
     let chunks = params.accounts.div_ceil(CHUNK);
-    let frames: Vec<[DataFrame; 4]> = (0..chunks)
+    let frames: Vec<[DataFrame; 5]> = (0..chunks)
         .into_par_iter()
         .map(|chunk| {
             let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
@@ -107,6 +111,7 @@ pub fn simulate(
         payment_history: stack(1)?,
         actions: stack(2)?,
         outcomes: stack(3)?,
+        truth: stack(4)?,
     })
 }
 

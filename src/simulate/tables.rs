@@ -48,8 +48,17 @@ pub struct ChunkTables {
     pub accounts: Vec<AccountRow>,
     pub cycles: Vec<CycleRow>,
     pub actions: Vec<ActionRow>,
-    /// (account, strategy, paid, paid_amount in cents)
-    pub outcomes: Vec<(usize, Strategy, bool, Option<i64>)>,
+    /// (account, strategy, paid, paid_amount in cents, propensity)
+    pub outcomes: Vec<(usize, Strategy, bool, Option<i64>, f64)>,
+    /// (account, true P(paid) and expected amount if paid, by strategy)
+    pub truth: Vec<TruthRow>,
+}
+
+/// The simulator's hidden truth for one account on the as-of day.
+pub struct TruthRow {
+    pub account: usize,
+    pub p_pay: [f64; 10],
+    pub amount: [f64; 10],
 }
 
 impl ChunkTables {
@@ -160,7 +169,7 @@ fn flags(name: &str, values: impl Iterator<Item = bool>) -> Column {
 
 impl ChunkTables {
     /// The chunk as the contract's four tables.
-    pub fn into_frames(self, currency: &str, as_of: NaiveDate) -> PolarsResult<[DataFrame; 4]> {
+    pub fn into_frames(self, currency: &str, as_of: NaiveDate) -> PolarsResult<[DataFrame; 5]> {
         let a = &self.accounts;
         let n = a.len();
         let accounts = DataFrame::new(vec![
@@ -221,7 +230,30 @@ impl ChunkTables {
             texts("strategy", o.iter().map(|r| r.1.as_str())),
             flags("paid", o.iter().map(|r| r.2)),
             money("paid_amount", o.iter().map(|r| r.3)),
+            Column::new(
+                "propensity".into(),
+                o.iter().map(|r| r.4).collect::<Vec<f64>>(),
+            ),
         ])?;
-        Ok([accounts, payment_history, actions, outcomes])
+        let t = &self.truth;
+        let mut truth = vec![ids(
+            "account_id",
+            t.iter().map(|r| r.account),
+            "ACC",
+            t.len(),
+        )];
+        for strategy in Strategy::ALL {
+            let s = strategy as usize;
+            truth.push(Column::new(
+                format!("p_{strategy}").into(),
+                t.iter().map(|r| r.p_pay[s]).collect::<Vec<f64>>(),
+            ));
+            truth.push(Column::new(
+                format!("amount_{strategy}").into(),
+                t.iter().map(|r| r.amount[s]).collect::<Vec<f64>>(),
+            ));
+        }
+        let truth = DataFrame::new(truth)?;
+        Ok([accounts, payment_history, actions, outcomes, truth])
     }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+
 use crate::contract::Strategy;
 
 /// A named compliance rule.
@@ -22,6 +24,9 @@ pub enum Rule {
     ConversationCoolOff,
     /// An unbroken promise to pay: nothing but `none` until its date.
     PromisePending,
+    /// Calls are handed out only within calling hours in the account's time
+    /// zone (a lease-time rule: it never removes a call from the day's plan).
+    CallingHours,
 }
 
 impl Rule {
@@ -35,6 +40,7 @@ impl Rule {
             Rule::CallAttemptLimit => "call_attempt_limit",
             Rule::ConversationCoolOff => "conversation_cool_off",
             Rule::PromisePending => "promise_pending",
+            Rule::CallingHours => "calling_hours",
         }
     }
 }
@@ -53,8 +59,11 @@ pub struct RuleConfig {
     /// At most this many call attempts in `call_window_days` days.
     pub max_calls_in_window: u32,
     pub call_window_days: i32,
-    /// No call within this many days after a conversation.
+    /// No call within this many days (of 24 hours) after a conversation.
     pub conversation_cool_off_days: i32,
+    /// Local times between which calls may be made: from the first, up to
+    /// but not including the second.
+    pub calling_hours: (NaiveTime, NaiveTime),
 }
 
 impl Default for RuleConfig {
@@ -65,6 +74,10 @@ impl Default for RuleConfig {
             max_calls_in_window: 7,
             call_window_days: 7,
             conversation_cool_off_days: 7,
+            calling_hours: (
+                NaiveTime::from_hms_opt(8, 0, 0).expect("valid time"),
+                NaiveTime::from_hms_opt(21, 0, 0).expect("valid time"),
+            ),
         }
     }
 }
@@ -124,6 +137,52 @@ pub fn blocked_by(strategy: Strategy, state: &AccountState, config: &RuleConfig)
         }
     }
     None
+}
+
+/// Whether `now` lies within calling hours in the time zone `tz`.
+pub fn within_calling_hours(now: DateTime<Utc>, tz: chrono_tz::Tz, config: &RuleConfig) -> bool {
+    let local = now.with_timezone(&tz).time();
+    local >= config.calling_hours.0 && local < config.calling_hours.1
+}
+
+/// The instant `time` local on `day` in `tz`: the earlier of two when clocks
+/// go back, and the first instant after the gap when they go forward.
+pub fn local_instant(day: NaiveDate, time: NaiveTime, tz: chrono_tz::Tz) -> DateTime<Utc> {
+    let mut local = day.and_time(time);
+    for _ in 0..4 {
+        if let Some(found) = tz.from_local_datetime(&local).earliest() {
+            return found.with_timezone(&Utc);
+        }
+        local += Duration::minutes(30);
+    }
+    Utc.from_utc_datetime(&day.and_time(time))
+}
+
+/// Whether a conversation at `conversation` still blocks calls at `now`: the
+/// cool-off lasts exactly `conversation_cool_off_days` × 24 hours.
+pub fn in_cool_off(conversation: DateTime<Utc>, now: DateTime<Utc>, config: &RuleConfig) -> bool {
+    now >= conversation
+        && now < conversation + Duration::days(i64::from(config.conversation_cool_off_days))
+}
+
+/// Whether the cool-off after `conversation` covers all of `day`'s calling
+/// hours in `tz`, so that no call can be made that day. A cool-off that ends
+/// during the day's calling hours leaves the call in the plan; the lease is
+/// refused until it ends (see [`in_cool_off`]).
+pub fn cool_off_covers_day(
+    conversation: DateTime<Utc>,
+    day: NaiveDate,
+    tz: chrono_tz::Tz,
+    config: &RuleConfig,
+) -> bool {
+    let last_moment = local_instant(day, config.calling_hours.1, tz) - Duration::microseconds(1);
+    in_cool_off(conversation, last_moment, config)
+}
+
+/// Whether a promise to pay on `promised_on` still holds on `day`: it does up
+/// to and including its date ("not yet passed").
+pub fn promise_holds(promised_on: NaiveDate, day: NaiveDate) -> bool {
+    promised_on >= day
 }
 
 /// The strategies the rules allow (always including `none`).
@@ -194,6 +253,131 @@ mod tests {
             Some(Rule::CallAttemptLimit)
         );
         assert_eq!(blocked_by(Strategy::SmsReminder, &seven, &config), None);
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid instant")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_conversation_six_days_23_hours_ago_still_blocks_calls() {
+        let config = RuleConfig::default();
+        let now = at("2026-09-30T15:00:00Z");
+        assert!(in_cool_off(at("2026-09-23T16:00:00Z"), now, &config));
+        assert!(in_cool_off(at("2026-09-23T15:00:00.000001Z"), now, &config));
+        assert!(!in_cool_off(at("2026-09-23T15:00:00Z"), now, &config));
+        assert!(!in_cool_off(at("2026-09-22T16:00:00Z"), now, &config));
+    }
+
+    #[test]
+    fn a_cool_off_blocks_the_days_plan_only_if_it_outlasts_its_calling_hours() {
+        let config = RuleConfig::default();
+        let ny: chrono_tz::Tz = "America/New_York".parse().expect("zone");
+        let day: NaiveDate = "2026-09-30".parse().expect("date");
+        // Calling hours end at 21:00 EDT = 01:00 UTC the next day.
+        // Over at 20:59 EDT: a minute of calling time is left.
+        assert!(!cool_off_covers_day(
+            at("2026-09-24T00:59:00Z"),
+            day,
+            ny,
+            &config
+        ));
+        // Over at 21:00 EDT: none is.
+        assert!(cool_off_covers_day(
+            at("2026-09-24T01:00:00Z"),
+            day,
+            ny,
+            &config
+        ));
+        assert!(!cool_off_covers_day(
+            at("2026-09-23T12:00:00Z"),
+            day,
+            ny,
+            &config
+        ));
+    }
+
+    #[test]
+    fn calling_hours_follow_local_time_across_daylight_saving_changes() {
+        let config = RuleConfig::default();
+        let ny: chrono_tz::Tz = "America/New_York".parse().expect("zone");
+        // Saturday 31 October 2026, still on EDT (UTC-4).
+        assert!(within_calling_hours(
+            at("2026-11-01T00:59:00Z"),
+            ny,
+            &config
+        ));
+        assert!(!within_calling_hours(
+            at("2026-11-01T01:00:00Z"),
+            ny,
+            &config
+        ));
+        // Sunday 1 November 2026: clocks went back at 02:00, now EST (UTC-5).
+        assert!(within_calling_hours(
+            at("2026-11-02T01:59:00Z"),
+            ny,
+            &config
+        ));
+        assert!(!within_calling_hours(
+            at("2026-11-02T02:00:00Z"),
+            ny,
+            &config
+        ));
+        // 07:59 EST is outside, 08:00 inside.
+        assert!(!within_calling_hours(
+            at("2026-11-01T12:59:00Z"),
+            ny,
+            &config
+        ));
+        assert!(within_calling_hours(
+            at("2026-11-01T13:00:00Z"),
+            ny,
+            &config
+        ));
+        // Sunday 8 March 2026: clocks went forward at 02:00, now EDT.
+        assert!(within_calling_hours(
+            at("2026-03-09T00:59:00Z"),
+            ny,
+            &config
+        ));
+        assert!(!within_calling_hours(
+            at("2026-03-09T01:00:00Z"),
+            ny,
+            &config
+        ));
+        // The end of calling hours on each of those days, as an instant.
+        let end = |day: &str| local_instant(day.parse().expect("date"), config.calling_hours.1, ny);
+        assert_eq!(end("2026-10-31"), at("2026-11-01T01:00:00Z"));
+        assert_eq!(end("2026-11-01"), at("2026-11-02T02:00:00Z"));
+        // 02:30 does not exist on 8 March: the first instant after the gap is used.
+        let gap = local_instant(
+            "2026-03-08".parse().expect("date"),
+            NaiveTime::from_hms_opt(2, 30, 0).expect("time"),
+            ny,
+        );
+        assert_eq!(gap, at("2026-03-08T07:00:00Z"));
+    }
+
+    #[test]
+    fn a_promise_whose_date_is_today_still_holds() {
+        let day: NaiveDate = "2026-09-30".parse().expect("date");
+        assert!(promise_holds(day, day));
+        assert!(promise_holds(day.succ_opt().expect("day"), day));
+        assert!(!promise_holds(day.pred_opt().expect("day"), day));
+        let pending = AccountState {
+            promise_pending: true,
+            ..delinquent(40)
+        };
+        assert_eq!(
+            allowed(&pending, &RuleConfig::default()),
+            vec![Strategy::None]
+        );
+        assert_eq!(
+            blocked_by(Strategy::Call, &pending, &RuleConfig::default()),
+            Some(Rule::PromisePending)
+        );
     }
 
     #[test]

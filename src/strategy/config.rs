@@ -1,0 +1,395 @@
+//! Configuration of the strategy engine: each strategy's cost and daily
+//! capacity, the compliance rules' parameters, and the exploration share.
+//! The defaults are the contract's values; a TOML file (`--config`) and
+//! command-line flags override them, flags last.
+//!
+//! ```toml
+//! explore = 0.05                 # share of accounts planned at random
+//!
+//! [strategies.call]
+//! cost = "4.00"                  # per use, in the accounts' currency
+//! capacity = 2500                # per planning day; absent = no limit
+//!
+//! [strategies.legal]
+//! eligible_from_dpd = 120        # stricter than the contract's 90
+//!
+//! [rules]
+//! max_calls_in_window = 7
+//! call_window_days = 7
+//! conversation_cool_off_days = 7
+//! calling_hours = ["08:00", "21:00"]
+//!
+//! [[api_keys]]                   # read by `serve`
+//! role = "collector"
+//! key_sha256 = "…"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use chrono::NaiveTime;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::rules::RuleConfig;
+use crate::contract::Strategy;
+
+/// Errors in a configuration file or flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{flag}: {message}")]
+    Flag { flag: String, message: String },
+}
+
+/// Cost and capacity of one strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrategyParams {
+    /// Cost of one use, in the account's currency.
+    pub cost: Decimal,
+    /// Uses per planning day; `None` is no limit.
+    pub capacity: Option<u64>,
+}
+
+/// An API key entry: the role it grants and the hex SHA-256 of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub role: String,
+    pub key_sha256: String,
+}
+
+/// Everything the engine is configured with.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// By strategy, in the contract's order.
+    pub strategies: [StrategyParams; 10],
+    pub rules: RuleConfig,
+    /// Share of accounts (0–1) planned at random among their allowed strategies.
+    pub explore: f64,
+    /// Seed of the exploration draw (with the account id and the day).
+    pub explore_seed: u64,
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// The contract's default cost per use, in strategy order.
+pub const DEFAULT_COSTS: [&str; 10] = [
+    "0.00", "0.05", "0.02", "4.00", "1.00", "2.00", "1.50", "45.00", "180.00", "0.00",
+];
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            strategies: DEFAULT_COSTS.map(|cost| StrategyParams {
+                cost: cost.parse().expect("valid default cost"),
+                capacity: None,
+            }),
+            rules: RuleConfig::default(),
+            explore: 0.05,
+            explore_seed: 0,
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    explore: Option<f64>,
+    explore_seed: Option<u64>,
+    #[serde(default)]
+    strategies: BTreeMap<String, FileStrategy>,
+    rules: Option<FileRules>,
+    #[serde(default)]
+    api_keys: Vec<ApiKey>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStrategy {
+    cost: Option<Decimal>,
+    capacity: Option<u64>,
+    eligible_from_dpd: Option<i32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRules {
+    max_calls_in_window: Option<u32>,
+    call_window_days: Option<i32>,
+    conversation_cool_off_days: Option<i32>,
+    calling_hours: Option<[String; 2]>,
+}
+
+/// A money amount for a cost: not negative, at most 4 fractional digits.
+fn check_cost(cost: Decimal) -> Result<Decimal, String> {
+    if cost.is_sign_negative() && !cost.is_zero() {
+        return Err(format!("cost {cost} is negative"));
+    }
+    if cost.normalize().scale() > 4 {
+        return Err(format!("cost {cost} has more than 4 fractional digits"));
+    }
+    Ok(cost)
+}
+
+fn parse_hour(text: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(text, "%H:%M")
+        .map_err(|_| format!("{text:?} is not a time of day as HH:MM"))
+}
+
+impl EngineConfig {
+    /// The defaults overridden by the TOML file at `path`.
+    pub fn from_file(path: &Path) -> Result<EngineConfig, ConfigError> {
+        let label = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: label.clone(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
+            path: label,
+            message,
+        })
+    }
+
+    /// The defaults overridden by a TOML document; the error names the field.
+    pub fn from_toml(text: &str) -> Result<EngineConfig, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    format!("line {line}: {message}")
+                }
+                None => message,
+            }
+        })?;
+        let mut config = EngineConfig::default();
+        if let Some(share) = file.explore {
+            config
+                .set_explore(share)
+                .map_err(|m| format!("explore: {m}"))?;
+        }
+        if let Some(seed) = file.explore_seed {
+            config.explore_seed = seed;
+        }
+        for (name, entry) in &file.strategies {
+            let strategy =
+                Strategy::from_str(name).map_err(|m| format!("[strategies.{name}]: {m}"))?;
+            let params = &mut config.strategies[strategy as usize];
+            if let Some(cost) = entry.cost {
+                params.cost =
+                    check_cost(cost).map_err(|m| format!("strategies.{name}.cost: {m}"))?;
+            }
+            if entry.capacity.is_some() {
+                params.capacity = entry.capacity;
+            }
+            if let Some(floor) = entry.eligible_from_dpd {
+                if floor < 0 {
+                    return Err(format!(
+                        "strategies.{name}.eligible_from_dpd: {floor} is negative"
+                    ));
+                }
+                config.rules.eligible_from_dpd[strategy as usize] = floor;
+            }
+        }
+        if config.strategies[0].capacity.is_some() {
+            return Err("strategies.none.capacity: `none` cannot have a capacity".into());
+        }
+        if let Some(rules) = file.rules {
+            let r = &mut config.rules;
+            if let Some(v) = rules.max_calls_in_window {
+                r.max_calls_in_window = v;
+            }
+            for (field, value, target) in [
+                (
+                    "call_window_days",
+                    rules.call_window_days,
+                    &mut r.call_window_days,
+                ),
+                (
+                    "conversation_cool_off_days",
+                    rules.conversation_cool_off_days,
+                    &mut r.conversation_cool_off_days,
+                ),
+            ] {
+                if let Some(days) = value {
+                    if days < 0 {
+                        return Err(format!("rules.{field}: {days} is negative"));
+                    }
+                    *target = days;
+                }
+            }
+            if let Some([start, end]) = rules.calling_hours {
+                let start = parse_hour(&start).map_err(|m| format!("rules.calling_hours: {m}"))?;
+                let end = parse_hour(&end).map_err(|m| format!("rules.calling_hours: {m}"))?;
+                if start >= end {
+                    return Err("rules.calling_hours: the start must come before the end".into());
+                }
+                r.calling_hours = (start, end);
+            }
+        }
+        for (index, key) in file.api_keys.iter().enumerate() {
+            let valid_hex =
+                key.key_sha256.len() == 64 && key.key_sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !valid_hex {
+                return Err(format!(
+                    "api_keys[{index}].key_sha256: expected 64 hex digits (the SHA-256 of the key, never the key)"
+                ));
+            }
+            if !["collector", "analyst", "manager", "admin"].contains(&key.role.as_str()) {
+                return Err(format!(
+                    "api_keys[{index}].role: {:?} is not one of collector, analyst, manager, admin",
+                    key.role
+                ));
+            }
+        }
+        config.api_keys = file.api_keys;
+        Ok(config)
+    }
+
+    /// Sets the exploration share, which must lie in 0–1.
+    pub fn set_explore(&mut self, share: f64) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(format!("{share} is not a share between 0 and 1"));
+        }
+        self.explore = share;
+        Ok(())
+    }
+
+    /// Applies `--capacity STRATEGY=N` and `--cost STRATEGY=AMOUNT` flags.
+    pub fn apply_flags(
+        &mut self,
+        capacities: &[String],
+        costs: &[String],
+    ) -> Result<(), ConfigError> {
+        for flag in capacities {
+            let (strategy, value) = split_flag("--capacity", flag)?;
+            if strategy == Strategy::None {
+                return Err(ConfigError::Flag {
+                    flag: format!("--capacity {flag}"),
+                    message: "`none` cannot have a capacity".into(),
+                });
+            }
+            let capacity = value.parse::<u64>().map_err(|_| ConfigError::Flag {
+                flag: format!("--capacity {flag}"),
+                message: format!("{value:?} is not a whole number of uses per day"),
+            })?;
+            self.strategies[strategy as usize].capacity = Some(capacity);
+        }
+        for flag in costs {
+            let (strategy, value) = split_flag("--cost", flag)?;
+            let cost = Decimal::from_str_exact(value.trim())
+                .map_err(|_| format!("{value:?} is not a decimal amount"))
+                .and_then(check_cost)
+                .map_err(|message| ConfigError::Flag {
+                    flag: format!("--cost {flag}"),
+                    message,
+                })?;
+            self.strategies[strategy as usize].cost = cost;
+        }
+        Ok(())
+    }
+
+    /// Cost of one use of `strategy`.
+    pub fn cost(&self, strategy: Strategy) -> Decimal {
+        self.strategies[strategy as usize].cost
+    }
+
+    /// Capacity of `strategy` per planning day, if it has one.
+    pub fn capacity(&self, strategy: Strategy) -> Option<u64> {
+        self.strategies[strategy as usize].capacity
+    }
+}
+
+fn split_flag<'a>(name: &str, flag: &'a str) -> Result<(Strategy, &'a str), ConfigError> {
+    let problem = |message: String| ConfigError::Flag {
+        flag: format!("{name} {flag}"),
+        message,
+    };
+    let (strategy, value) = flag
+        .split_once('=')
+        .ok_or_else(|| problem("expected STRATEGY=VALUE".into()))?;
+    let strategy = Strategy::from_str(strategy.trim()).map_err(problem)?;
+    Ok((strategy, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let config = EngineConfig::default();
+        assert_eq!(config.cost(Strategy::Call), Decimal::new(400, 2));
+        assert_eq!(config.cost(Strategy::Legal), Decimal::new(18000, 2));
+        assert_eq!(config.cost(Strategy::Agency), Decimal::ZERO);
+        assert!(Strategy::ALL.iter().all(|s| config.capacity(*s).is_none()));
+        assert_eq!(config.explore, 0.05);
+        assert_eq!(config.rules.eligible_from_dpd[Strategy::Legal as usize], 90);
+    }
+
+    #[test]
+    fn file_then_flags_override_the_defaults() {
+        let mut config = EngineConfig::from_toml(
+            r#"
+explore = 0.1
+[strategies.call]
+cost = "3.50"
+capacity = 100
+[strategies.legal]
+eligible_from_dpd = 120
+[rules]
+max_calls_in_window = 3
+calling_hours = ["09:00", "20:00"]
+"#,
+        )
+        .expect("valid config");
+        assert_eq!(config.capacity(Strategy::Call), Some(100));
+        assert_eq!(config.cost(Strategy::Call), Decimal::new(350, 2));
+        assert_eq!(
+            config.rules.eligible_from_dpd[Strategy::Legal as usize],
+            120
+        );
+        assert_eq!(config.rules.max_calls_in_window, 3);
+        assert_eq!(config.explore, 0.1);
+        config
+            .apply_flags(&["call=40".into()], &["sms_reminder=0.07".into()])
+            .expect("valid flags");
+        assert_eq!(config.capacity(Strategy::Call), Some(40));
+        assert_eq!(config.cost(Strategy::SmsReminder), Decimal::new(7, 2));
+    }
+
+    #[test]
+    fn mistakes_name_the_field_or_flag() {
+        let typo = EngineConfig::from_toml("[strategies.call]\ncapacty = 3\n").unwrap_err();
+        assert!(
+            typo.contains("line 2") && typo.contains("capacty"),
+            "{typo}"
+        );
+        let unknown = EngineConfig::from_toml("[strategies.phone]\ncapacity = 3\n").unwrap_err();
+        assert!(unknown.contains("strategies.phone"), "{unknown}");
+        let negative = EngineConfig::from_toml("[strategies.call]\ncost = \"-1\"\n").unwrap_err();
+        assert!(negative.contains("strategies.call.cost"), "{negative}");
+        let hours = EngineConfig::from_toml("[rules]\ncalling_hours = [\"21:00\", \"08:00\"]\n")
+            .unwrap_err();
+        assert!(hours.contains("rules.calling_hours"), "{hours}");
+        let mut config = EngineConfig::default();
+        let flag = config
+            .apply_flags(&["call=many".into()], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(flag.contains("--capacity call=many"), "{flag}");
+        let flag = config
+            .apply_flags(&[], &["call=1.23456".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(flag.contains("--cost call=1.23456"), "{flag}");
+    }
+}

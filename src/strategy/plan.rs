@@ -1,0 +1,398 @@
+//! The day's plan: rules first, then expected values, exploration, and the
+//! allocation under capacity; then each strategy's queue in order of what its
+//! next unit of capacity is worth.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use rust_decimal::prelude::*;
+
+use super::allocate::{self, Values, K};
+use super::config::EngineConfig;
+use super::rules::{self, AccountState, Rule};
+use super::state::account_states;
+use crate::contract::parse::money_to_decimal;
+use crate::contract::{DataSet, Strategy};
+use crate::features::{build, spine_for_date};
+use crate::model::design::StrategyInput;
+use crate::model::{reasons, Model, ModelError};
+
+/// Money inside the engine: whole ten-thousandths of the currency unit (the
+/// contract's 4 fractional digits), so that sums are exact.
+pub const MONEY_UNITS: f64 = 10_000.0;
+
+/// Errors of planning.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("planning: {0}")]
+    Polars(#[from] PolarsError),
+    #[error(transparent)]
+    Features(#[from] crate::features::FeatureError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the engine knows about every account on the planning day, in
+/// `account_id` order.
+pub struct Book {
+    pub day: NaiveDate,
+    pub ids: Vec<String>,
+    pub currency: Vec<String>,
+    pub days_past_due: Vec<i32>,
+    /// Balance in ten-thousandths.
+    pub balance: Vec<i128>,
+    pub states: Vec<AccountState>,
+    /// The rule that removed each strategy, if one did.
+    pub blocked: Vec<[Option<Rule>; K]>,
+    /// The model's calibrated P(paid | strategy).
+    pub p_pay: Vec<[f64; K]>,
+    /// The model's expected amount collected if paid, by strategy.
+    pub amount: Vec<[f64; K]>,
+    /// Expected value net of cost in ten-thousandths; `None` where blocked.
+    pub values: Vec<Values>,
+    /// The propensity model's reasons, joined.
+    pub reasons: Vec<String>,
+    pub model_version: String,
+}
+
+impl Book {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The strategies the rules allow for account `i`.
+    pub fn allowed(&self, i: usize) -> Vec<usize> {
+        (0..K).filter(|&s| self.blocked[i][s].is_none()).collect()
+    }
+}
+
+/// Expected value of each allowed strategy, net of its cost, in ten-thousandths.
+pub fn values_of(
+    p_pay: &[[f64; K]],
+    amount: &[[f64; K]],
+    blocked: &[[Option<Rule>; K]],
+    config: &EngineConfig,
+) -> Vec<Values> {
+    let costs: [i64; K] = std::array::from_fn(|s| {
+        (config.strategies[s].cost * Decimal::from(10_000))
+            .to_i64()
+            .expect("cost fits")
+    });
+    p_pay
+        .iter()
+        .zip(amount)
+        .zip(blocked)
+        .map(|((p, a), b)| {
+            std::array::from_fn(|s| {
+                b[s].is_none()
+                    .then(|| (p[s] * a[s] * MONEY_UNITS).round() as i64 - costs[s])
+            })
+        })
+        .collect()
+}
+
+/// Computes features, rules and the model's values for every account on `day`.
+pub fn assess(
+    data: &DataSet,
+    model: &Model,
+    config: &EngineConfig,
+    day: NaiveDate,
+    progress: &dyn Fn(&str),
+) -> Result<Book, PlanError> {
+    progress("computing features");
+    let spine = spine_for_date(&data.accounts, day)?;
+    let features = build(data, &spine)?;
+    model.check_features(&features)?;
+    progress("applying the compliance rules");
+    let states = account_states(data, day, &config.rules)?;
+    // Features come sorted by account_id; the accounts table may not be.
+    let ids: Vec<String> = features
+        .column("account_id")?
+        .str()?
+        .iter()
+        .map(|s| s.unwrap_or("").to_string())
+        .collect();
+    let account_ids = data.accounts.column("account_id")?.str()?;
+    let row_of: std::collections::HashMap<&str, usize> = account_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| Some((id?, i)))
+        .collect();
+    let rows: Vec<usize> = ids.iter().map(|id| row_of[id.as_str()]).collect();
+    let states: Vec<AccountState> = rows.iter().map(|&r| states[r].clone()).collect();
+    let blocked: Vec<[Option<Rule>; K]> = states
+        .iter()
+        .map(|state| {
+            std::array::from_fn(|s| rules::blocked_by(Strategy::ALL[s], state, &config.rules))
+        })
+        .collect();
+    let currencies = data.accounts.column("currency")?.str()?;
+    let currency: Vec<String> = rows
+        .iter()
+        .map(|&r| currencies.get(r).unwrap_or("").to_string())
+        .collect();
+    let dpd_column = data.accounts.column("days_past_due")?.i32()?;
+    let days_past_due: Vec<i32> = rows
+        .iter()
+        .map(|&r| dpd_column.get(r).unwrap_or(0))
+        .collect();
+    let balances = data.accounts.column("balance")?.decimal()?.physical();
+    let balance: Vec<i128> = rows.iter().map(|&r| balances.get(r).unwrap_or(0)).collect();
+    let past_due_column = data
+        .accounts
+        .column("amount_past_due")?
+        .decimal()?
+        .physical();
+
+    progress("scoring every strategy");
+    let (propensity, why) = model.p_pay_with_reasons(&features)?;
+    let reasons: Vec<String> = why.iter().map(|r| reasons::joined(r)).collect();
+    let n = ids.len();
+    let mut p_pay = vec![[0.0; K]; n];
+    let mut amount = vec![[0.0; K]; n];
+    for strategy in Strategy::ALL {
+        let s = strategy as usize;
+        let p = match &model.response {
+            Some(response) => response.probabilities(&features, StrategyInput::All(strategy))?,
+            None => propensity.clone(),
+        };
+        let a = match &model.amount {
+            Some(amounts) => {
+                let input = match amounts.inputs.strategy {
+                    true => StrategyInput::All(strategy),
+                    false => StrategyInput::Absent,
+                };
+                amounts.amounts(&features, input)?
+            }
+            // Without an amount model, a payer is expected to pay what is past due.
+            None => rows
+                .iter()
+                .map(|&r| past_due_column.get(r).unwrap_or(0) as f64 / MONEY_UNITS)
+                .collect(),
+        };
+        for i in 0..n {
+            p_pay[i][s] = p[i];
+            amount[i][s] = a[i];
+        }
+    }
+    let values = values_of(&p_pay, &amount, &blocked, config);
+    Ok(Book {
+        day,
+        ids,
+        currency,
+        days_past_due,
+        balance,
+        states,
+        blocked,
+        p_pay,
+        amount,
+        values,
+        reasons,
+        model_version: model.meta.version.clone(),
+    })
+}
+
+/// One account's decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub strategy: usize,
+    /// Probability with which the strategy was chosen: 1 unless the account
+    /// fell in the exploration share.
+    pub propensity: f64,
+}
+
+/// A 64-bit hash of an account on a day, stable across runs and platforms.
+fn stable_hash(id: &str, day: NaiveDate, seed: u64, salt: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt;
+    for byte in id
+        .bytes()
+        .chain(crate::contract::parse::date_to_days(day).to_le_bytes())
+    {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // SplitMix64 finaliser: spreads the bits.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether account `id` falls in the exploration share on `day`.
+pub fn explored(id: &str, day: NaiveDate, config: &EngineConfig) -> bool {
+    config.explore > 0.0 && unit(stable_hash(id, day, config.explore_seed, 1)) < config.explore
+}
+
+/// Decides every account's strategy: the exploration share first (a uniform
+/// draw among the allowed strategies that still have capacity), then the
+/// value-maximising allocation of the rest under what capacity is left.
+pub fn decide(book: &Book, config: &EngineConfig) -> Vec<Decision> {
+    let mut capacity: [Option<u64>; K] = std::array::from_fn(|s| config.strategies[s].capacity);
+    let mut decisions: Vec<Option<Decision>> = vec![None; book.len()];
+    let mut explore: Vec<usize> = (0..book.len())
+        .filter(|&i| explored(&book.ids[i], book.day, config))
+        .collect();
+    explore.sort_by_key(|&i| stable_hash(&book.ids[i], book.day, config.explore_seed, 2));
+    for i in explore {
+        let open: Vec<usize> = book
+            .allowed(i)
+            .into_iter()
+            .filter(|&s| capacity[s] != Some(0))
+            .collect();
+        let pick = stable_hash(&book.ids[i], book.day, config.explore_seed, 3) % open.len() as u64;
+        let strategy = open[pick as usize];
+        if let Some(left) = capacity[strategy].as_mut() {
+            *left -= 1;
+        }
+        decisions[i] = Some(Decision {
+            strategy,
+            propensity: 1.0 / open.len() as f64,
+        });
+    }
+    let rest: Vec<usize> = (0..book.len())
+        .filter(|&i| decisions[i].is_none())
+        .collect();
+    let values: Vec<Values> = rest.iter().map(|&i| book.values[i]).collect();
+    let chosen = allocate::allocate(&values, &capacity);
+    for (&i, strategy) in rest.iter().zip(chosen) {
+        decisions[i] = Some(Decision {
+            strategy,
+            propensity: 1.0,
+        });
+    }
+    decisions
+        .into_iter()
+        .map(|d| d.expect("every account decided"))
+        .collect()
+}
+
+/// What the account's slot in its strategy's queue is worth: its value there
+/// less its best alternative among strategies without a capacity (for
+/// `none`, its value).
+pub fn priority(values: &Values, strategy: usize, config: &EngineConfig) -> i64 {
+    let here = values[strategy].expect("decided strategies are allowed");
+    if strategy == 0 {
+        return here;
+    }
+    let alternative = (0..K)
+        .filter(|&s| s != strategy && config.strategies[s].capacity.is_none())
+        .filter_map(|s| values[s])
+        .max()
+        .unwrap_or(0);
+    here - alternative
+}
+
+/// Queue rank of every account within its strategy: by priority, highest
+/// first; ties by account id.
+pub fn queue_ranks(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..book.len()).collect();
+    let priorities: Vec<i64> = decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| priority(&book.values[i], d.strategy, config))
+        .collect();
+    order.sort_by(|&a, &b| {
+        (
+            decisions[a].strategy,
+            std::cmp::Reverse(priorities[a]),
+            &book.ids[a],
+        )
+            .cmp(&(
+                decisions[b].strategy,
+                std::cmp::Reverse(priorities[b]),
+                &book.ids[b],
+            ))
+    });
+    let mut ranks = vec![0u32; book.len()];
+    let mut previous: Option<usize> = None;
+    let mut rank = 0;
+    for i in order {
+        rank = if previous == Some(decisions[i].strategy) {
+            rank + 1
+        } else {
+            1
+        };
+        previous = Some(decisions[i].strategy);
+        ranks[i] = rank;
+    }
+    ranks
+}
+
+/// The rules that removed strategies, as `rule: strategy strategy; rule: …`.
+pub fn blocked_text(blocked: &[Option<Rule>; K]) -> String {
+    let mut parts: Vec<(Rule, Vec<&str>)> = Vec::new();
+    for (s, rule) in blocked.iter().enumerate() {
+        if let Some(rule) = rule {
+            match parts.iter_mut().find(|(r, _)| r == rule) {
+                Some((_, names)) => names.push(Strategy::ALL[s].as_str()),
+                None => parts.push((*rule, vec![Strategy::ALL[s].as_str()])),
+            }
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(rule, names)| format!("{rule}: {}", names.join(" ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn money(units: i64) -> Decimal {
+    money_to_decimal(i128::from(units)).round_dp(2)
+}
+
+/// The plan as the contract's table, in account order, with `currency` added.
+pub fn plan_frame(
+    book: &Book,
+    decisions: &[Decision],
+    config: &EngineConfig,
+) -> PolarsResult<DataFrame> {
+    let ranks = queue_ranks(book, decisions, config);
+    let n = book.len();
+    let text = |v: Vec<String>| v;
+    let strategy: Vec<&str> = decisions
+        .iter()
+        .map(|d| Strategy::ALL[d.strategy].as_str())
+        .collect();
+    let priority: Vec<String> = (0..n)
+        .map(|i| money(priority(&book.values[i], decisions[i].strategy, config)).to_string())
+        .collect();
+    let p_pay: Vec<f64> = (0..n)
+        .map(|i| (book.p_pay[i][decisions[i].strategy] * 1e4).round() / 1e4)
+        .collect();
+    let expected: Vec<String> = (0..n)
+        .map(|i| money(book.values[i][decisions[i].strategy].expect("allowed")).to_string())
+        .collect();
+    let blocked: Vec<String> = book.blocked.iter().map(blocked_text).collect();
+    let propensity: Vec<f64> = decisions.iter().map(|d| d.propensity).collect();
+    DataFrame::new(vec![
+        Column::new("account_id".into(), &book.ids),
+        Column::new("strategy".into(), strategy),
+        Column::new("queue_rank".into(), ranks),
+        Column::new("priority".into(), text(priority)),
+        Column::new("p_pay".into(), p_pay),
+        Column::new("expected_value".into(), expected),
+        Column::new("reasons".into(), &book.reasons),
+        Column::new("blocked_by".into(), blocked),
+        Column::new("propensity".into(), propensity),
+        Column::new("model_version".into(), vec![book.model_version.as_str(); n]),
+        Column::new("currency".into(), &book.currency),
+    ])
+}
+
+/// Per strategy: accounts planned and total expected value (ten-thousandths).
+pub fn mix(book: &Book, decisions: &[Decision]) -> [(u64, i64); K] {
+    let mut out = [(0u64, 0i64); K];
+    for (i, d) in decisions.iter().enumerate() {
+        out[d.strategy].0 += 1;
+        out[d.strategy].1 += book.values[i][d.strategy].expect("allowed");
+    }
+    out
+}
