@@ -40,6 +40,15 @@ pub struct EngineArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Which learner the strategy-response model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResponseLearner {
+    /// The scorecard unless the trees beat its ROC AUC by a margin.
+    Auto,
+    Scorecard,
+    Trees,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Simulate a portfolio, check it and compute its features, printing what it did.
@@ -121,6 +130,9 @@ pub enum Command {
         max_depth: usize,
         #[arg(long, default_value_t = 0.05)]
         learning_rate: f32,
+        /// Learner of the strategy-response model; `auto` picks on ROC AUC.
+        #[arg(long, value_enum, default_value_t = ResponseLearner::Auto)]
+        response_learner: ResponseLearner,
         /// Also write the held-out rows with their predicted p_pay to this CSV.
         #[arg(long)]
         holdout_out: Option<PathBuf>,

@@ -1,11 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use prioritize::cli::{Cli, Command};
+use prioritize::cli::{Cli, Command, ResponseLearner};
 use prioritize::cmd;
 use prioritize::features::catalog;
 use prioritize::model::learner::BoostParams;
-use prioritize::model::TrainParams;
+use prioritize::model::{LearnerKind, TrainParams};
 use prioritize::simulate::SimulationParams;
 use tracing_subscriber::EnvFilter;
 
@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             trees,
             max_depth,
             learning_rate,
+            response_learner,
             holdout_out,
         } => {
             let defaults = TrainParams::default();
@@ -54,6 +55,11 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                     max_depth,
                     learning_rate,
                     ..defaults.trees
+                },
+                response_learner: match response_learner {
+                    ResponseLearner::Auto => None,
+                    ResponseLearner::Scorecard => Some(LearnerKind::Scorecard),
+                    ResponseLearner::Trees => Some(LearnerKind::TreeEnsemble),
                 },
                 ..defaults
             };

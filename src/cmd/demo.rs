@@ -1,13 +1,13 @@
 //! `prioritize demo`: the whole pipeline that exists so far (simulate,
-//! validate, features, train) on a simulated portfolio, printing what it did
-//! and where the outputs are.
+//! validate, features, train, plan, evaluate-policy) on a simulated
+//! portfolio, printing what it did and where the outputs are.
 
 use std::path::Path;
 
 use anyhow::Result;
 use chrono::NaiveDate;
 
-use crate::cli::TableFormat;
+use crate::cli::{EngineArgs, TableFormat};
 use crate::contract::parse::money_to_decimal;
 use crate::contract::DataSet;
 use crate::model::TrainParams;
@@ -15,7 +15,26 @@ use crate::simulate::SimulationParams;
 
 const AS_OF: &str = "2026-09-30";
 
-/// Runs simulate → validate → features → train and prints a portfolio summary.
+/// A day's capacities for a book of `accounts`: collectors, letters, field
+/// agents, lawyers and agencies that can each take a small part of the book,
+/// so that every one binds.
+pub fn capacities(accounts: usize) -> Vec<String> {
+    [
+        ("call", 25),
+        ("settlement_offer", 100),
+        ("installment_plan", 50),
+        ("demand_letter", 20),
+        ("field_visit", 500),
+        ("legal", 400),
+        ("agency", 200),
+    ]
+    .iter()
+    .map(|(strategy, one_in)| format!("{strategy}={}", (accounts / one_in).max(1)))
+    .collect()
+}
+
+/// Runs simulate → validate → features → train → plan → evaluate-policy and
+/// prints a portfolio summary.
 pub fn run(dir: &Path, accounts: usize) -> Result<String> {
     let as_of: NaiveDate = AS_OF.parse().expect("valid constant date");
     let data = dir.join("data");
@@ -46,10 +65,33 @@ pub fn run(dir: &Path, accounts: usize) -> Result<String> {
         "4. {}",
         super::train::run(&data, &model, TrainParams::default(), None)?
     );
+    let engine = EngineArgs {
+        capacities: capacities(accounts),
+        costs: Vec::new(),
+        explore: None,
+        config: None,
+    };
+    let plan = dir.join("plan.csv");
+    println!(
+        "5. capacities {}\n{}",
+        engine.capacities.join(" "),
+        super::plan::run(&data, &model, as_of, &engine, &plan)?
+    );
+    println!(
+        "6. {}",
+        super::evaluate_policy::run(
+            &data,
+            &model,
+            Some(as_of),
+            &engine,
+            Some(&dir.join("truth.parquet"))
+        )?
+    );
     let data_set = DataSet::load(&data)?;
     println!("\nPortfolio on {AS_OF}:\n{}", summary(&data_set)?);
     Ok(format!(
-        "Next: read {} (metrics, calibration, the scorecard), or inspect {} (`prioritize features --list` explains each column).",
+        "Next: open {} (the day's plan), read {} (metrics, calibration, the scorecard), or inspect {} (`prioritize features --list` explains each column).",
+        plan.display(),
         model.join("model_card.md").display(),
         features.display()
     ))

@@ -119,6 +119,12 @@ pub fn run(
         log.rows.len(),
         if truth.is_some() { " | |" } else { "" }
     ));
+    if crate::model::folder::data_hash(data).ok().as_deref() == Some(model.meta.data_hash.as_str())
+    {
+        out.push_str(
+            "\nThis model was trained on these outcomes: the estimates flatter it. Judge it on a book it has not seen.\n",
+        );
+    }
     if log.skipped > 0 {
         out.push_str(&format!(
             "\n{} outcomes rows of {day} lack a strategy or a propensity and were left out.\n",

@@ -44,6 +44,9 @@ pub struct TrainParams {
     pub scorecard_rows: usize,
     /// The scorecard is kept unless the trees beat its ROC AUC by more than this.
     pub prefer_scorecard_within: f64,
+    /// The learner of the strategy-response model, if not chosen on ROC AUC.
+    #[serde(default)]
+    pub response_learner: Option<LearnerKind>,
 }
 
 impl Default for TrainParams {
@@ -57,6 +60,7 @@ impl Default for TrainParams {
             max_iterations: 200,
             scorecard_rows: default_scorecard_rows(),
             prefer_scorecard_within: 0.005,
+            response_learner: None,
         }
     }
 }
@@ -245,6 +249,7 @@ fn pick<T: Copy>(values: &[T], rows: &[usize]) -> Vec<T> {
 
 /// Fits both learners, calibrates each on the calibration rows, keeps the
 /// better one there, and measures both on the test rows.
+#[allow(clippy::too_many_arguments)]
 fn fit_classifier(
     what: &str,
     inputs: InputSpec,
@@ -253,6 +258,7 @@ fn fit_classifier(
     parts: &Split,
     params: &TrainParams,
     progress: &dyn Fn(&str),
+    forced: Option<LearnerKind>,
 ) -> Result<(Classifier, ClassifierMeta), ModelError> {
     let paid = &labelled.paid;
     let strategies: Vec<&str> = labelled.strategies.iter().map(|s| s.as_str()).collect();
@@ -338,8 +344,16 @@ fn fit_classifier(
         ));
     }
     let (card_auc, trees_auc) = (fitted[0].1.selection_auc, fitted[1].1.selection_auc);
-    let keep_trees = trees_auc > card_auc + params.prefer_scorecard_within;
-    let selection = if keep_trees {
+    let keep_trees = match forced {
+        Some(kind) => kind == LearnerKind::TreeEnsemble,
+        None => trees_auc > card_auc + params.prefer_scorecard_within,
+    };
+    let selection = if let Some(kind) = forced {
+        format!(
+            "{}: chosen in the training parameters (ROC AUC on the calibration rows: scorecard {card_auc:.4}, trees {trees_auc:.4})",
+            kind.label()
+        )
+    } else if keep_trees {
         format!(
             "gradient-boosted trees: ROC AUC {trees_auc:.4} on the calibration rows against {card_auc:.4} for the scorecard, more than the {:.3} margin that keeps the readable scorecard",
             params.prefer_scorecard_within
@@ -411,6 +425,7 @@ pub fn train(
         &parts,
         &params,
         progress,
+        None,
     )?;
 
     let mut logged: Vec<Strategy> = labelled.strategies.clone();
@@ -423,7 +438,14 @@ pub fn train(
             StrategyInput::PerRow(&labelled.strategies),
         )?;
         let (response, meta) = fit_classifier(
-            "response", inputs, &design, &labelled, &parts, &params, progress,
+            "response",
+            inputs,
+            &design,
+            &labelled,
+            &parts,
+            &params,
+            progress,
+            params.response_learner,
         )?;
         (Some(response), Some(meta))
     } else {

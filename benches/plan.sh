@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The strategy engine, end to end: `plan` time on a book of ACCOUNTS (load,
+# features, rules, scoring every strategy, allocation, writing), and the
+# headline — what the plan is truly worth against the staged rules baseline
+# and the oracle — from `evaluate-policy --truth` on the same book, which the
+# model (models/default, trained on another simulated book) has never seen.
+#   benches/plan.sh [ACCOUNTS] [MODEL_DIR]   (defaults 1,000,000 and models/default)
+# Capacities bind: the demo's, scaled to the book (see `capacities` in src/cmd/demo.rs).
+# Needs a release build (cargo build --release).
+set -euo pipefail
+accounts=${1:-1000000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+model=${2:-$root/models/default}
+bin=${PRIORITIZE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/prioritize}
+work=${BENCH_DIR:-$root/target/bench-plan}
+mkdir -p "$work"
+data="$work/data-$accounts"
+truth="$work/truth-$accounts.parquet"
+[ -d "$data" ] && [ -f "$truth" ] || "$bin" simulate --accounts "$accounts" --seed 7 --format parquet \
+    --out "$data" --truth-out "$truth" >/dev/null
+caps=()
+for pair in call:25 settlement_offer:100 installment_plan:50 demand_letter:20 field_visit:500 legal:400 agency:200; do
+    n=$(( accounts / ${pair#*:} )); [ "$n" -ge 1 ] || n=1
+    caps+=(--capacity "${pair%%:*}=$n")
+done
+echo "capacities: ${caps[*]}"
+start=$(date +%s.%N)
+"$bin" plan --data "$data" --model "$model" --as-of 2026-09-30 "${caps[@]}" --out "$work/plan-$accounts.csv"
+end=$(date +%s.%N)
+echo "prioritize plan on $accounts accounts: $(echo "$end - $start" | bc) s wall"
+echo
+"$bin" evaluate-policy --data "$data" --model "$model" --truth "$truth" "${caps[@]}"
