@@ -61,6 +61,17 @@ impl Design {
         }
     }
 
+    /// Sets the strategy indicators of every row to `strategy` (what-if
+    /// scoring of one design under each strategy in turn).
+    pub fn set_strategy(&mut self, strategy: Strategy) {
+        for j in 0..self.cols() {
+            if let Some(name) = self.names[j].strip_prefix("strategy=") {
+                let value = f64::from(u8::from(name == strategy.as_str()));
+                self.data[j * self.rows..(j + 1) * self.rows].fill(value);
+            }
+        }
+    }
+
     /// A view the tree booster reads.
     pub fn matrix(&self) -> forust_ml::Matrix<'_, f64> {
         forust_ml::Matrix::new(&self.data, self.rows, self.cols())

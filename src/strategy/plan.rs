@@ -104,10 +104,14 @@ pub fn assess(
     day: NaiveDate,
     progress: &dyn Fn(&str),
 ) -> Result<Book, PlanError> {
+    let started = std::time::Instant::now();
+    let lap =
+        |stage: &str| tracing::info!(seconds = started.elapsed().as_secs_f64(), stage, "plan");
     progress("computing features");
     let spine = spine_for_date(&data.accounts, day)?;
     let features = build(data, &spine)?;
     model.check_features(&features)?;
+    lap("features");
     progress("applying the compliance rules");
     let states = account_states(data, day, &config.rules)?;
     // Features come sorted by account_id; the accounts table may not be.
@@ -149,14 +153,37 @@ pub fn assess(
         .decimal()?
         .physical();
 
+    lap("rules");
     progress("scoring every strategy");
     let (propensity, why) = model.p_pay_with_reasons(&features)?;
     let reasons: Vec<String> = why.iter().map(|r| reasons::joined(r)).collect();
+    lap("propensity and reasons");
     let n = ids.len();
     let mut p_pay = vec![[0.0; K]; n];
     let mut amount = vec![[0.0; K]; n];
+    // The response and amount models usually read the same inputs: build them once.
+    let mut shared = match (&model.response, &model.amount) {
+        (Some(r), Some(a)) if r.inputs.strategy && a.inputs.names() == r.inputs.names() => Some((
+            r,
+            a,
+            r.inputs
+                .design(&features, StrategyInput::All(Strategy::None))?,
+        )),
+        _ => None,
+    };
     for strategy in Strategy::ALL {
         let s = strategy as usize;
+        if let Some((response, amounts, design)) = shared.as_mut() {
+            design.set_strategy(strategy);
+            let p = response.probabilities_of(design);
+            let a = amounts.amounts_of(design);
+            for i in 0..n {
+                p_pay[i][s] = p[i];
+                amount[i][s] = a[i];
+            }
+            lap(strategy.as_str());
+            continue;
+        }
         let p = match &model.response {
             Some(response) => response.probabilities(&features, StrategyInput::All(strategy))?,
             None => propensity.clone(),
@@ -179,6 +206,7 @@ pub fn assess(
             p_pay[i][s] = p[i];
             amount[i][s] = a[i];
         }
+        lap(strategy.as_str());
     }
     let values = values_of(&p_pay, &amount, &blocked, config);
     Ok(Book {
