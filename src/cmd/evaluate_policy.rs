@@ -13,9 +13,9 @@ use crate::contract::parse::days_to_date;
 use crate::contract::{DataSet, Strategy};
 use crate::model::folder;
 use crate::strategy::allocate::K;
-use crate::strategy::plan::{assess, decide, Decision};
+use crate::strategy::plan::{assess, decide, money, Decision};
 use crate::strategy::policy::{
-    estimate, logged, logged_mean, money, nothing, oracle, staged, total, truth_values,
+    estimate, logged, logged_mean, nothing, oracle, staged, total, truth_values,
 };
 
 /// The outcomes' only decision day.

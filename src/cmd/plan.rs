@@ -11,8 +11,7 @@ use crate::contract::{DataSet, Format, Strategy};
 use crate::model::folder;
 use crate::output::write_frame;
 use crate::strategy::config::EngineConfig;
-use crate::strategy::plan::{assess, decide, mix, plan_frame, Book, Decision};
-use crate::strategy::policy::money;
+use crate::strategy::plan::{assess, decide, mix, money, plan_frame, Book, Decision};
 
 /// The engine's configuration: defaults, then the config file, then flags.
 pub fn engine_config(args: &EngineArgs) -> Result<EngineConfig> {

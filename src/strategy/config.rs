@@ -302,6 +302,14 @@ impl EngineConfig {
         self.strategies[strategy as usize].cost
     }
 
+    /// Cost of one use of `strategy` in whole ten-thousandths (the engine's unit).
+    pub fn cost_units(&self, strategy: Strategy) -> i64 {
+        use rust_decimal::prelude::ToPrimitive;
+        (self.cost(strategy) * Decimal::from(10_000))
+            .to_i64()
+            .expect("a cost fits in i64")
+    }
+
     /// Capacity of `strategy` per planning day, if it has one.
     pub fn capacity(&self, strategy: Strategy) -> Option<u64> {
         self.strategies[strategy as usize].capacity

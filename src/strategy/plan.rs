@@ -78,11 +78,7 @@ pub fn values_of(
     blocked: &[[Option<Rule>; K]],
     config: &EngineConfig,
 ) -> Vec<Values> {
-    let costs: [i64; K] = std::array::from_fn(|s| {
-        (config.strategies[s].cost * Decimal::from(10_000))
-            .to_i64()
-            .expect("cost fits")
-    });
+    let costs: [i64; K] = std::array::from_fn(|s| config.cost_units(Strategy::ALL[s]));
     p_pay
         .iter()
         .zip(amount)
@@ -372,7 +368,8 @@ pub fn blocked_text(blocked: &[Option<Rule>; K]) -> String {
         .join("; ")
 }
 
-fn money(units: i64) -> Decimal {
+/// Money in ten-thousandths as a decimal with 2 places, as shown.
+pub fn money(units: i64) -> Decimal {
     money_to_decimal(i128::from(units)).round_dp(2)
 }
 
@@ -384,7 +381,6 @@ pub fn plan_frame(
 ) -> PolarsResult<DataFrame> {
     let ranks = queue_ranks(book, decisions, config);
     let n = book.len();
-    let text = |v: Vec<String>| v;
     let strategy: Vec<&str> = decisions
         .iter()
         .map(|d| Strategy::ALL[d.strategy].as_str())
@@ -404,7 +400,7 @@ pub fn plan_frame(
         Column::new("account_id".into(), &book.ids),
         Column::new("strategy".into(), strategy),
         Column::new("queue_rank".into(), ranks),
-        Column::new("priority".into(), text(priority)),
+        Column::new("priority".into(), priority),
         Column::new("p_pay".into(), p_pay),
         Column::new("expected_value".into(), expected),
         Column::new("reasons".into(), &book.reasons),

@@ -11,7 +11,8 @@ use rust_decimal::prelude::*;
 
 use super::allocate::{self, Values, K};
 use super::config::EngineConfig;
-use super::plan::{values_of, Book, Decision, PlanError, MONEY_UNITS};
+use super::plan::{values_of, Book, Decision, PlanError};
+use crate::contract::parse::money_to_decimal;
 use crate::contract::{DataSet, Strategy};
 
 /// The staged treatment most collection teams run: by days past due,
@@ -117,10 +118,7 @@ pub fn logged(data: &DataSet, book: &Book, config: &EngineConfig) -> Result<Logg
         } else {
             0
         };
-        let cost = (config.cost(s) * Decimal::from(10_000))
-            .to_i64()
-            .expect("cost fits");
-        rows.push((row, s as usize, collected - cost, p));
+        rows.push((row, s as usize, collected - config.cost_units(s), p));
     }
     if rows.is_empty() {
         return Err(PlanError::Invalid(format!(
@@ -146,7 +144,7 @@ pub struct Estimate {
 }
 
 fn units(value: i64) -> Decimal {
-    Decimal::from(value) / Decimal::from(10_000)
+    money_to_decimal(i128::from(value))
 }
 
 /// Estimates the mean net value per account of `decisions` from `logged`.
@@ -240,9 +238,4 @@ pub fn oracle(values: &[Values], config: &EngineConfig) -> Vec<Decision> {
             propensity: 1.0,
         })
         .collect()
-}
-
-/// Money in ten-thousandths as a decimal with 2 places.
-pub fn money(units: i64) -> Decimal {
-    (Decimal::from(units) / Decimal::from_f64(MONEY_UNITS).expect("constant")).round_dp(2)
 }
