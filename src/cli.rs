@@ -59,6 +59,12 @@ pub enum Command {
         /// Accounts to simulate.
         #[arg(long, default_value_t = 20_000)]
         accounts: usize,
+        /// Address the demo serves on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Stop after planning instead of serving.
+        #[arg(long)]
+        no_serve: bool,
     },
     /// Write a synthetic portfolio (accounts, payment_history, actions, outcomes) to a folder.
     Simulate {
@@ -175,6 +181,36 @@ pub enum Command {
         /// Output CSV, one row per account.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Serve ranked worklists, leases, actions, segments and models over HTTP.
+    Serve {
+        /// The data folder the plan is built from.
+        #[arg(long)]
+        data: PathBuf,
+        /// The model folder to plan with; versions beside it can be activated.
+        #[arg(long)]
+        model: PathBuf,
+        /// Where model versions are found (default: the folder holding --model).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// The store: sqlite://PATH (default: prioritize.db in the data folder) or postgres://…
+        #[arg(long)]
+        db: Option<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The day planned (default: today, UTC).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Make a random API key for a role: prints the key (give it to the caller)
+    /// and the [[api_keys]] entry for the config file (which holds only its hash).
+    Keygen {
+        /// collector, analyst, manager or admin
+        #[arg(long)]
+        role: String,
     },
     /// Estimate what the plan is worth from logged outcomes (inverse propensity
     /// and doubly robust), beside the logged policy and a staged rules baseline.

@@ -2,7 +2,7 @@
 //! collection strategy worth most within the law, and serves ranked worklists.
 //!
 //! Data flows one way: `contract` (tables) → `features` → `model` →
-//! `strategy` → `plan` → `store` → `api`. A lower layer never imports a higher one.
+//! `strategy` → `serve` (its `planning`, `store`, then `api`). A lower layer never imports a higher one.
 
 pub mod cli;
 pub mod cmd;
@@ -10,6 +10,7 @@ pub mod contract;
 pub mod features;
 pub mod model;
 pub mod output;
+pub mod serve;
 pub mod simulate;
 pub mod strategy;
 pub mod uci;

@@ -11,7 +11,30 @@ use tracing_subscriber::EnvFilter;
 
 fn run(cli: Cli) -> anyhow::Result<String> {
     match cli.command {
-        Command::Demo { dir, accounts } => cmd::demo::run(&dir, accounts),
+        Command::Demo {
+            dir,
+            accounts,
+            listen,
+            no_serve,
+        } => cmd::demo::run(&dir, accounts, (!no_serve).then_some(listen)),
+        Command::Serve {
+            data,
+            model,
+            models,
+            db,
+            listen,
+            as_of,
+            engine,
+        } => cmd::serve::run(cmd::serve::ServeArgs {
+            data,
+            model,
+            models,
+            db,
+            listen,
+            as_of,
+            engine,
+        }),
+        Command::Keygen { role } => cmd::serve::keygen(&role),
         Command::Simulate {
             accounts,
             seed,

@@ -1,8 +1,10 @@
-//! `prioritize demo`: the whole pipeline that exists so far (simulate,
-//! validate, features, train, plan, evaluate-policy) on a simulated
-//! portfolio, printing what it did and where the outputs are.
+//! `prioritize demo`: the whole pipeline (simulate, validate, features,
+//! train, plan, evaluate-policy, serve) on a simulated portfolio, printing
+//! what it did, where the outputs are, and the served URLs with a key per role.
 
 use std::path::Path;
+
+use std::net::SocketAddr;
 
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -12,8 +14,6 @@ use crate::contract::parse::money_to_decimal;
 use crate::contract::DataSet;
 use crate::model::TrainParams;
 use crate::simulate::SimulationParams;
-
-const AS_OF: &str = "2026-09-30";
 
 /// A day's capacities for a book of `accounts`: collectors, letters, field
 /// agents, lawyers and agencies that can each take a small part of the book,
@@ -35,8 +35,9 @@ pub fn capacities(accounts: usize) -> Vec<String> {
 
 /// Runs simulate → validate → features → train → plan → evaluate-policy and
 /// prints a portfolio summary.
-pub fn run(dir: &Path, accounts: usize) -> Result<String> {
-    let as_of: NaiveDate = AS_OF.parse().expect("valid constant date");
+pub fn run(dir: &Path, accounts: usize, listen: Option<SocketAddr>) -> Result<String> {
+    // The portfolio is simulated up to today, so that the served plan is today's.
+    let as_of: NaiveDate = chrono::Utc::now().date_naive();
     let data = dir.join("data");
     let params = SimulationParams {
         accounts,
@@ -88,7 +89,10 @@ pub fn run(dir: &Path, accounts: usize) -> Result<String> {
         )?
     );
     let data_set = DataSet::load(&data)?;
-    println!("\nPortfolio on {AS_OF}:\n{}", summary(&data_set)?);
+    println!("\nPortfolio on {as_of}:\n{}", summary(&data_set)?);
+    if let Some(listen) = listen {
+        return serve(dir, &data, &model, &engine, as_of, listen);
+    }
     Ok(format!(
         "Next: open {} (the day's plan), read {} (metrics, calibration, the scorecard), or inspect {} (`prioritize features --list` explains each column).",
         plan.display(),
@@ -136,4 +140,66 @@ fn summary(data: &DataSet) -> Result<String> {
         ));
     }
     Ok(out)
+}
+
+/// Step 7: serves the day's plan on `listen` with a fresh key per role.
+fn serve(
+    dir: &Path,
+    data: &Path,
+    model: &Path,
+    engine: &EngineArgs,
+    as_of: NaiveDate,
+    listen: SocketAddr,
+) -> Result<String> {
+    use crate::serve::{key_hash, ServeOptions};
+    use crate::strategy::config::ApiKey;
+    let mut config = super::plan::engine_config(engine)?;
+    let keys: Vec<(&str, String)> = ["collector", "analyst", "manager", "admin"]
+        .into_iter()
+        .map(|role| (role, super::serve::new_key()))
+        .collect();
+    config.api_keys = keys
+        .iter()
+        .map(|(role, key)| ApiKey {
+            role: role.to_string(),
+            key_sha256: key_hash(key),
+        })
+        .collect();
+    // A fresh store: the demo's accounts are new every run.
+    let db = dir.join("prioritize.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if path.exists() {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let options = ServeOptions {
+        data: data.to_path_buf(),
+        model: model.to_path_buf(),
+        models: None,
+        db: format!("sqlite://{}", db.display()),
+        listen,
+        config,
+        as_of: Some(as_of),
+    };
+    super::serve::serve_blocking(options, |address| {
+        let base = format!("http://{address}");
+        println!(
+            "\n7. serving the plan of {as_of} on {base} (store {})",
+            db.display()
+        );
+        println!("   API docs      {base}/docs   (OpenAPI: {base}/openapi.json)");
+        println!("   ready?        {base}/readyz");
+        println!("   demo keys (new every run; only their SHA-256 is kept):");
+        for (role, key) in &keys {
+            println!("     {role:<9} {key}");
+        }
+        let collector = &keys[0].1;
+        println!("   try:\n     curl -H 'Authorization: Bearer {collector}' '{base}/v1/worklists/call?limit=5'");
+        println!(
+            "     curl -H 'Authorization: Bearer {collector}' -H 'Content-Type: application/json' \\\n       -d '{{\"agent_id\":\"agent-1\",\"count\":3}}' {base}/v1/worklists/demand_letter/leases"
+        );
+        println!("   Ctrl-C stops the server.");
+    })?;
+    Ok("demo server stopped".into())
 }

@@ -7,6 +7,7 @@ pub mod features;
 pub mod import_uci;
 pub mod plan;
 pub mod score;
+pub mod serve;
 pub mod simulate;
 pub mod train;
 pub mod validate;

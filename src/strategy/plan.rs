@@ -51,6 +51,8 @@ pub struct Book {
     pub amount: Vec<[f64; K]>,
     /// Expected value net of cost in ten-thousandths; `None` where blocked.
     pub values: Vec<Values>,
+    /// The propensity model's calibrated P(pay): the account's risk.
+    pub risk: Vec<f64>,
     /// The propensity model's reasons, joined.
     pub reasons: Vec<String>,
     pub model_version: String,
@@ -216,6 +218,7 @@ pub fn assess(
         p_pay,
         amount,
         values,
+        risk: propensity,
         reasons,
         model_version: model.meta.version.clone(),
     })

@@ -99,6 +99,9 @@ pub struct AccountState {
     pub in_conversation_cool_off: bool,
     /// A promise to pay whose date has not yet passed.
     pub promise_pending: bool,
+    /// The person's latest conversation up to the planning day: calls wait
+    /// for its cool-off to end.
+    pub last_conversation: Option<DateTime<Utc>>,
 }
 
 /// The first rule that removes `strategy` for this account, or `None` if allowed.

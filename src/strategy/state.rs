@@ -78,6 +78,7 @@ pub fn account_states(
 
     let mut calls = vec![0u32; person_of_key.len()];
     let mut cool_off = vec![false; person_of_key.len()];
+    let mut last_conversation: Vec<Option<DateTime<Utc>>> = vec![None; person_of_key.len()];
     let mut promise = vec![false; n];
     let day_number = date_to_days(day);
     // Actions more than this far from the day cannot fall in any window.
@@ -132,10 +133,12 @@ pub fn account_states(
         if channel.get(k) == Some("call") && age < config.call_window_days {
             calls[person[row]] += 1;
         }
-        if CONVERSATIONS.contains(&what)
-            && rules::cool_off_covers_day(instant, day, tz[row], config)
-        {
-            cool_off[person[row]] = true;
+        if CONVERSATIONS.contains(&what) {
+            let latest = &mut last_conversation[person[row]];
+            *latest = (*latest).max(Some(instant));
+            if rules::cool_off_covers_day(instant, day, tz[row], config) {
+                cool_off[person[row]] = true;
+            }
         }
     }
 
@@ -167,6 +170,7 @@ pub fn account_states(
             calls_in_window: calls[person[i]] + ahead[i],
             in_conversation_cool_off: cool_off[person[i]],
             promise_pending: promise[i],
+            last_conversation: last_conversation[person[i]],
         })
         .collect())
 }

@@ -1,0 +1,932 @@
+//! The HTTP API of the contract: handlers, their JSON shapes and the OpenAPI
+//! document generated from them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::planning::{shown, ActionRow};
+use super::problem::{Body, Problem, Query};
+use super::store::{Item, NewAction, StoredAction};
+use super::{App, Role, RunInfo};
+use crate::contract::parse::{money_to_decimal, parse_money};
+use crate::contract::schema::{ACTION_OUTCOMES, CHANNELS};
+use crate::contract::Strategy;
+use crate::strategy::rules::within_calling_hours;
+
+fn instant(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+fn reasons(text: &str) -> Vec<String> {
+    text.split("; ")
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn strategy_of(name: &str) -> Result<Strategy, Problem> {
+    name.parse::<Strategy>().map_err(|_| {
+        Problem::not_found(format!(
+            "strategy {name:?}: no such queue; expected one of {}",
+            Strategy::ALL.map(|s| s.as_str()).join(", ")
+        ))
+    })
+}
+
+/// A queue entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkItem {
+    pub account_id: String,
+    pub queue_rank: i64,
+    /// What the account's slot in this queue is worth (decimal string).
+    #[schema(example = "12.50")]
+    pub priority: String,
+    /// Calibrated probability of paying within the horizon under this strategy.
+    pub p_pay: f64,
+    /// P(pay) × expected amount − cost (decimal string, in `currency`).
+    #[schema(example = "81.23")]
+    pub expected_value: String,
+    pub currency: String,
+    /// The model's top contributions.
+    pub reasons: Vec<String>,
+}
+
+impl From<&Item> for WorkItem {
+    fn from(item: &Item) -> WorkItem {
+        WorkItem {
+            account_id: item.account_id.clone(),
+            queue_rank: item.queue_rank,
+            priority: shown(i128::from(item.priority)).to_string(),
+            p_pay: (item.p_pay * 1e4).round() / 1e4,
+            expected_value: shown(i128::from(item.expected_value)).to_string(),
+            currency: item.currency.clone(),
+            reasons: reasons(&item.reasons),
+        }
+    }
+}
+
+/// A page of a queue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Worklist {
+    pub strategy: String,
+    pub plan_id: i64,
+    pub items: Vec<WorkItem>,
+    /// Pass as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WorklistQuery {
+    /// Items per page, 1–500 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// The asking agent: its own leases stay in its view.
+    pub agent_id: Option<String>,
+}
+
+fn parse_cursor(text: &str) -> Result<(i64, i64), Problem> {
+    let bad = || Problem::field("cursor", "not a cursor this server handed out");
+    let (plan, rank) = text.split_once('.').ok_or_else(bad)?;
+    Ok((
+        plan.parse().map_err(|_| bad())?,
+        rank.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// A strategy's queue in rank order.
+#[utoipa::path(get, path = "/v1/worklists/{strategy}", tag = "worklists",
+    params(("strategy" = String, Path, description = "a strategy of the contract"), WorklistQuery),
+    responses(
+        (status = 200, body = Worklist),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "no such strategy"),
+        (status = 409, body = Problem, description = "the cursor's plan was replaced"),
+    ),
+    security(("bearer" = [])))]
+pub async fn worklist(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(strategy): Path<String>,
+    Query(query): Query<WorklistQuery>,
+) -> Result<Json<Worklist>, Problem> {
+    app.authorize(&headers, Role::Collector)?;
+    let strategy = strategy_of(&strategy)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::field(
+            "limit",
+            format!("{limit} is not within 1–500"),
+        ));
+    }
+    let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let (plan_id, mut items) = app
+        .store
+        .worklist(
+            strategy.as_str(),
+            cursor,
+            limit + 1,
+            now_micros(),
+            query.agent_id.as_deref(),
+        )
+        .await?;
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next_cursor = match (more, items.last()) {
+        (true, Some(last)) => Some(format!("{plan_id}.{}", last.queue_rank)),
+        _ => None,
+    };
+    Ok(Json(Worklist {
+        strategy: strategy.as_str().to_string(),
+        plan_id,
+        items: items.iter().map(WorkItem::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub agent_id: String,
+    /// Accounts to lease, 1–100.
+    pub count: i64,
+    /// Seconds until the lease expires, 10–86400 (default 900).
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Lease {
+    pub account_id: String,
+    pub strategy: String,
+    pub agent_id: String,
+    pub queue_rank: i64,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub priority: String,
+    pub p_pay: f64,
+    pub expected_value: String,
+    pub currency: String,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Leases {
+    pub leases: Vec<Lease>,
+}
+
+/// Leases the next accounts of a queue to an agent.
+#[utoipa::path(post, path = "/v1/worklists/{strategy}/leases", tag = "worklists",
+    params(("strategy" = String, Path, description = "a strategy of the contract")),
+    request_body = LeaseRequest,
+    responses(
+        (status = 200, body = Leases, description = "possibly fewer than asked: the queue's end, or (for calls) accounts outside calling hours"),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn lease(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(strategy): Path<String>,
+    Body(request): Body<LeaseRequest>,
+) -> Result<Json<Leases>, Problem> {
+    app.authorize(&headers, Role::Collector)?;
+    let strategy = strategy_of(&strategy)?;
+    if request.agent_id.trim().is_empty() || request.agent_id.len() > 200 {
+        return Err(Problem::field("agent_id", "expected 1–200 characters"));
+    }
+    if !(1..=100).contains(&request.count) {
+        return Err(Problem::field(
+            "count",
+            format!("{} is not within 1–100", request.count),
+        ));
+    }
+    let ttl = request.ttl_seconds.unwrap_or(900);
+    if !(10..=86_400).contains(&ttl) {
+        return Err(Problem::field(
+            "ttl_seconds",
+            format!("{ttl} is not within 10–86400"),
+        ));
+    }
+    let now = Utc::now();
+    // Calls go out only where it is now within calling hours.
+    let zones: Option<Vec<String>> = (strategy.channel() == Some("call")).then(|| {
+        let live = app.live.load();
+        live.as_ref()
+            .map(|l| {
+                l.zones
+                    .iter()
+                    .filter(|(_, tz)| within_calling_hours(now, *tz, &app.config.rules))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    let leased = app
+        .store
+        .lease(
+            strategy.as_str(),
+            &request.agent_id,
+            request.count,
+            ttl * 1_000_000,
+            now.timestamp_micros(),
+            zones.as_deref(),
+        )
+        .await?;
+    app.metrics.leases.inc_by(leased.len() as u64);
+    Ok(Json(Leases {
+        leases: leased
+            .iter()
+            .map(|l| {
+                let item = WorkItem::from(&l.item);
+                Lease {
+                    account_id: item.account_id,
+                    strategy: strategy.as_str().to_string(),
+                    agent_id: request.agent_id.clone(),
+                    queue_rank: item.queue_rank,
+                    expires_at: instant(l.expires_at),
+                    priority: item.priority,
+                    p_pay: item.p_pay,
+                    expected_value: item.expected_value,
+                    currency: item.currency,
+                    reasons: item.reasons,
+                }
+            })
+            .collect(),
+    }))
+}
+
+/// An `actions` row to record.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// RFC 3339 instant with its offset.
+    #[schema(example = "2026-11-23T14:05:00-05:00")]
+    pub at: String,
+    /// sms, email, call, letter, field_visit, legal, agency
+    pub channel: String,
+    /// no_answer, left_message, right_party_contact, promise_to_pay, paid,
+    /// refused, dispute, wrong_party, delivered, undeliverable
+    pub outcome: String,
+    /// Decimal string, with promise_to_pay.
+    pub promised_amount: Option<String>,
+    /// YYYY-MM-DD, required with promise_to_pay.
+    pub promised_on: Option<String>,
+    /// Who recorded it.
+    pub agent_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Blocked {
+    pub account_id: String,
+    pub rule: String,
+}
+
+/// A recorded action.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ActionRecord {
+    pub id: i64,
+    pub account_id: String,
+    pub at: String,
+    pub channel: String,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promised_amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promised_on: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// When the server stored it (RFC 3339).
+    pub recorded_at: String,
+    /// Planned strategies this action blocked at once (this account's, or the
+    /// same person's other accounts').
+    pub blocked: Vec<Blocked>,
+}
+
+fn record_of(stored: &StoredAction, blocked: &[(String, String)]) -> ActionRecord {
+    ActionRecord {
+        id: stored.id,
+        account_id: stored.account_id.clone(),
+        at: stored.action.at_text.clone(),
+        channel: stored.action.channel.clone(),
+        outcome: stored.action.outcome.clone(),
+        promised_amount: stored.action.promised_amount.clone(),
+        promised_on: stored.action.promised_on,
+        agent_id: stored.action.agent_id.clone(),
+        recorded_at: instant(stored.recorded_at),
+        blocked: blocked
+            .iter()
+            .map(|(account_id, rule)| Blocked {
+                account_id: account_id.clone(),
+                rule: rule.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Checks an action body field by field.
+pub fn validate_action(request: &ActionRequest, now: DateTime<Utc>) -> Result<NewAction, Problem> {
+    let at = DateTime::parse_from_rfc3339(&request.at).map_err(|_| {
+        Problem::field(
+            "at",
+            format!("{:?} is not an RFC 3339 instant with an offset", request.at),
+        )
+    })?;
+    if at.with_timezone(&Utc) > now + chrono::Duration::minutes(5) {
+        return Err(Problem::field("at", "is in the future"));
+    }
+    if !CHANNELS.contains(&request.channel.as_str()) {
+        return Err(Problem::field(
+            "channel",
+            format!(
+                "{:?} is not one of {}",
+                request.channel,
+                CHANNELS.join(", ")
+            ),
+        ));
+    }
+    if !ACTION_OUTCOMES.contains(&request.outcome.as_str()) {
+        return Err(Problem::field(
+            "outcome",
+            format!(
+                "{:?} is not one of {}",
+                request.outcome,
+                ACTION_OUTCOMES.join(", ")
+            ),
+        ));
+    }
+    let promise = request.outcome == "promise_to_pay";
+    let promised_amount =
+        match &request.promised_amount {
+            Some(_) if !promise => {
+                return Err(Problem::field(
+                    "promised_amount",
+                    "only goes with outcome promise_to_pay",
+                ))
+            }
+            Some(text) => match parse_money(text) {
+                Some(units) if units >= 0 => Some(money_to_decimal(units).normalize().to_string()),
+                _ => return Err(Problem::field(
+                    "promised_amount",
+                    format!(
+                        "{text:?} is not a non-negative decimal with at most 4 fractional digits"
+                    ),
+                )),
+            },
+            None => None,
+        };
+    let promised_on =
+        match &request.promised_on {
+            Some(_) if !promise => {
+                return Err(Problem::field(
+                    "promised_on",
+                    "only goes with outcome promise_to_pay",
+                ))
+            }
+            Some(text) => Some(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                Problem::field("promised_on", format!("{text:?} is not YYYY-MM-DD"))
+            })?),
+            None if promise => {
+                return Err(Problem::field(
+                    "promised_on",
+                    "is required with outcome promise_to_pay",
+                ))
+            }
+            None => None,
+        };
+    if let Some(agent) = &request.agent_id {
+        if agent.len() > 200 {
+            return Err(Problem::field(
+                "agent_id",
+                "expected at most 200 characters",
+            ));
+        }
+    }
+    Ok(NewAction {
+        at: at.with_timezone(&Utc).timestamp_micros(),
+        at_text: request.at.clone(),
+        channel: request.channel.clone(),
+        outcome: request.outcome.clone(),
+        promised_amount,
+        promised_on,
+        agent_id: request.agent_id.clone(),
+    })
+}
+
+/// Records what happened on an account, durably, before replying.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/actions", tag = "accounts",
+    params(("account_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key records the action once")),
+    request_body = ActionRequest,
+    responses(
+        (status = 201, body = ActionRecord, description = "stored; a retry with the same Idempotency-Key returns the first record (header Idempotent-Replayed: true)"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "the account is not in the plan"),
+        (status = 422, body = Problem, description = "a bad field, or a reused Idempotency-Key with another body"),
+    ),
+    security(("bearer" = [])))]
+pub async fn record_action(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(account_id): Path<String>,
+    Body(request): Body<ActionRequest>,
+) -> Result<Response, Problem> {
+    app.authorize(&headers, Role::Collector)?;
+    let key = match headers.get("idempotency-key") {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    Problem::field("Idempotency-Key", "expected 1–255 visible ASCII characters")
+                })?;
+            Some(key.to_string())
+        }
+        None => None,
+    };
+    let now = Utc::now();
+    let action = validate_action(&request, now)?;
+    let recorded = app
+        .store
+        .record_action(
+            &account_id,
+            &action,
+            key.as_deref(),
+            now.timestamp_micros(),
+            &app.live_rules,
+        )
+        .await?;
+    if !recorded.replayed {
+        app.metrics.actions.inc();
+    }
+    let body = record_of(&recorded.action, &recorded.blocked);
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/accounts/{account_id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if recorded.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// One account now.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    pub account_id: String,
+    /// The planned strategy.
+    pub strategy: String,
+    pub queue_rank: i64,
+    pub p_pay: f64,
+    pub expected_value: String,
+    pub currency: String,
+    pub reasons: Vec<String>,
+    /// Rules that removed strategies in the plan (`rule: strategy …; …`).
+    pub blocked_by: String,
+    /// The rule that has blocked the planned strategy since the plan was made.
+    pub blocked_since_plan: Option<String>,
+    pub propensity: f64,
+    pub model_version: String,
+    /// The agent holding a lease on it, and until when.
+    pub leased_by: Option<String>,
+    pub lease_expires_at: Option<String>,
+    /// Newest first: actions recorded here, then the data folder's latest.
+    pub recent_actions: Vec<ActionRow>,
+}
+
+/// An account's strategy, scores, blocks and recent actions.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}", tag = "accounts",
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn account(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(account_id): Path<String>,
+) -> Result<Json<AccountView>, Problem> {
+    app.authorize(&headers, Role::Collector)?;
+    let row = app.store.account(&account_id, 10).await?.ok_or_else(|| {
+        Problem::not_found(format!("account {account_id:?} is not in the served plan"))
+    })?;
+    let mut recent: Vec<ActionRow> = row
+        .recent
+        .iter()
+        .map(|a| ActionRow {
+            at: a.action.at_text.clone(),
+            channel: a.action.channel.clone(),
+            outcome: a.action.outcome.clone(),
+            promised_amount: a.action.promised_amount.clone(),
+            promised_on: a.action.promised_on,
+        })
+        .collect();
+    let history: Vec<ActionRow> = serde_json::from_str(&row.history).map_err(Problem::internal)?;
+    recent.extend(history);
+    let item = WorkItem::from(&row.item);
+    let now = now_micros();
+    let leased = row.lease_expires.is_some_and(|e| e > now);
+    Ok(Json(AccountView {
+        account_id: item.account_id,
+        strategy: row.strategy,
+        queue_rank: item.queue_rank,
+        p_pay: item.p_pay,
+        expected_value: item.expected_value,
+        currency: item.currency,
+        reasons: item.reasons,
+        blocked_by: row.blocked_by,
+        blocked_since_plan: row.blocked_live,
+        propensity: row.propensity,
+        model_version: row.model_version,
+        leased_by: row.leased_by.filter(|_| leased),
+        lease_expires_at: row.lease_expires.filter(|_| leased).map(instant),
+        recent_actions: recent,
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SegmentView {
+    pub risk_tier: String,
+    pub dpd_bucket: String,
+    pub accounts: u64,
+    pub balance: String,
+    pub expected_value: String,
+    /// Accounts by planned strategy.
+    pub strategy_mix: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    pub strategy: String,
+    /// Accounts the plan put in the queue.
+    pub planned: u64,
+    /// The day's capacity; null is unlimited.
+    pub capacity: Option<u64>,
+    /// Still open (not blocked since the plan).
+    pub open: i64,
+    /// Leased now.
+    pub leased: i64,
+    pub expected_value: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Segments {
+    pub plan_id: i64,
+    pub day: NaiveDate,
+    pub model_version: String,
+    pub currency: String,
+    pub risk_tiers: Vec<RiskTier>,
+    pub segments: Vec<SegmentView>,
+    pub queues: Vec<QueueView>,
+    /// Strategies removed in the plan, by rule.
+    pub blocked: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RiskTier {
+    pub name: String,
+    /// P(pay) from which the tier starts.
+    pub p_pay_from: f64,
+}
+
+/// Risk tier by days-past-due bucket: accounts, balance, value and the plan's mix.
+#[utoipa::path(get, path = "/v1/segments", tag = "managers",
+    responses((status = 200, body = Segments), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn segments(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Segments>, Problem> {
+    app.authorize(&headers, Role::Manager)?;
+    let live = app
+        .live
+        .load_full()
+        .ok_or_else(|| Problem::unavailable("no plan is loaded yet; see GET /readyz"))?;
+    let sizes = app.store.queue_sizes(now_micros()).await?;
+    let summary = &live.summary;
+    Ok(Json(Segments {
+        plan_id: live.plan.plan_id,
+        day: live.plan.day,
+        model_version: live.plan.model_version.clone(),
+        currency: summary.currency.clone(),
+        risk_tiers: super::planning::RISK_TIERS
+            .iter()
+            .map(|(name, from)| RiskTier {
+                name: name.to_string(),
+                p_pay_from: *from,
+            })
+            .collect(),
+        segments: summary
+            .segments
+            .iter()
+            .map(|s| SegmentView {
+                risk_tier: s.risk_tier.clone(),
+                dpd_bucket: s.dpd_bucket.clone(),
+                accounts: s.accounts,
+                balance: shown(s.balance).to_string(),
+                expected_value: shown(s.expected_value).to_string(),
+                strategy_mix: s.strategy_mix.clone(),
+            })
+            .collect(),
+        queues: summary
+            .queues
+            .iter()
+            .map(|(strategy, planned, capacity, value)| {
+                let (open, leased) = sizes.get(strategy).copied().unwrap_or((0, 0));
+                QueueView {
+                    strategy: strategy.clone(),
+                    planned: *planned,
+                    capacity: *capacity,
+                    open,
+                    leased,
+                    expected_value: shown(*value).to_string(),
+                }
+            })
+            .collect(),
+        blocked: summary.blocked.clone(),
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelView {
+    pub version: String,
+    pub created_at: String,
+    pub data_hash: String,
+    pub training_rows: usize,
+    /// Held-out metrics of the P(pay) model.
+    pub roc_auc: f64,
+    pub brier: f64,
+    pub ks: f64,
+    /// The strategy-response model's held-out ROC AUC, if it has one.
+    pub response_roc_auc: Option<f64>,
+    /// Whether the served plan was made with it.
+    pub active: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Models {
+    pub models: Vec<ModelView>,
+}
+
+/// Model versions found beside the served model, with their metrics.
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    responses((status = 200, body = Models), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn models(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Models>, Problem> {
+    app.authorize(&headers, Role::Analyst)?;
+    let active = app
+        .live
+        .load()
+        .as_ref()
+        .map(|l| l.plan.model_version.clone());
+    let found = app.model_folders().map_err(Problem::internal)?;
+    Ok(Json(Models {
+        models: found
+            .into_iter()
+            .map(|(_, meta)| {
+                let test = meta.propensity.test();
+                ModelView {
+                    active: active.as_deref() == Some(meta.version.as_str()),
+                    version: meta.version.clone(),
+                    created_at: meta.created_at.clone(),
+                    data_hash: meta.data_hash.clone(),
+                    training_rows: meta.training_rows,
+                    roc_auc: test.roc_auc,
+                    brier: test.brier,
+                    ks: test.ks,
+                    response_roc_auc: meta.response.as_ref().map(|r| r.test().roc_auc),
+                }
+            })
+            .collect(),
+    }))
+}
+
+/// Switches the live model: a new plan is built with it in the background
+/// and replaces the served one atomically; reads go on meanwhile.
+#[utoipa::path(post, path = "/v1/models/{version}/activate", tag = "models",
+    params(("version" = String, Path)),
+    responses((status = 202, body = RunInfo, description = "the run that plans with the model; poll GET /v1/runs/{id}"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "a run is already going")),
+    security(("bearer" = [])))]
+pub async fn activate_model(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+) -> Result<(StatusCode, Json<RunInfo>), Problem> {
+    app.authorize(&headers, Role::Analyst)?;
+    let found = app.model_folders().map_err(Problem::internal)?;
+    let (dir, _) = found
+        .into_iter()
+        .find(|(_, meta)| meta.version == version)
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "model version {version:?}: not among GET /v1/models"
+            ))
+        })?;
+    let run = app.clone().start_run(Some(dir))?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+/// Rebuilds the plan from the data folder in the background; reads go on
+/// meanwhile and the switch to the new plan is atomic.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs",
+    responses((status = 202, body = RunInfo), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem, description = "a run is already going")),
+    security(("bearer" = [])))]
+pub async fn start_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<RunInfo>), Problem> {
+    app.authorize(&headers, Role::Analyst)?;
+    let run = app.clone().start_run(None)?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+/// A run's progress.
+#[utoipa::path(get, path = "/v1/runs/{run_id}", tag = "runs",
+    params(("run_id" = u64, Path)),
+    responses((status = 200, body = RunInfo), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(run_id): Path<u64>,
+) -> Result<Json<RunInfo>, Problem> {
+    app.authorize(&headers, Role::Analyst)?;
+    let runs = app.runs.lock().expect("runs lock");
+    runs.iter()
+        .find(|r| r.run_id == run_id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("run {run_id}: no such run on this server")))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Ready {
+    pub status: String,
+    pub plan_id: i64,
+    pub day: NaiveDate,
+    pub model_version: String,
+    pub accounts: i64,
+}
+
+/// Ready once a model and a plan are loaded.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Ready), (status = 503, body = Problem)))]
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Ready>, Problem> {
+    let live = app
+        .live
+        .load_full()
+        .ok_or_else(|| Problem::unavailable("building the first plan; not ready yet"))?;
+    Ok(Json(Ready {
+        status: "ready".into(),
+        plan_id: live.plan.plan_id,
+        day: live.plan.day,
+        model_version: live.plan.model_version.clone(),
+        accounts: live.plan.accounts,
+    }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from the config file's [[api_keys]] (role collector, analyst, manager or admin)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "prioritize", description = "Ranked collection worklists, leases, actions, segments and models."),
+    paths(healthz, readyz, metrics, worklist, lease, record_action, account, segments, models,
+        activate_model, start_run, get_run),
+    modifiers(&Security),
+    tags(
+        (name = "worklists", description = "collector: queues and leases"),
+        (name = "accounts", description = "collector: one account, and what happened"),
+        (name = "managers", description = "manager: segments"),
+        (name = "models", description = "analyst: model versions and the switch"),
+        (name = "runs", description = "analyst: rebuilding the plan"),
+        (name = "operations", description = "no key: health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// `GET /docs`: the OpenAPI document as a page, rendered here (no CDN).
+pub async fn docs() -> Html<String> {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut rows = String::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, item) in paths {
+            for method in ["get", "post", "put", "delete"] {
+                let op = &item[method];
+                if op.is_null() {
+                    continue;
+                }
+                let summary = op["summary"]
+                    .as_str()
+                    .or(op["description"].as_str())
+                    .unwrap_or("");
+                let auth = if op["security"].is_null() {
+                    "none"
+                } else {
+                    "bearer key"
+                };
+                let codes: Vec<String> = op["responses"]
+                    .as_object()
+                    .map(|r| r.keys().cloned().collect())
+                    .unwrap_or_default();
+                rows.push_str(&format!(
+                    "<tr><td class=m>{}</td><td><code>{}</code></td><td>{}</td><td>{auth}</td><td>{}</td></tr>\n",
+                    method.to_uppercase(),
+                    escape(path),
+                    escape(summary),
+                    codes.join(" ")
+                ));
+            }
+        }
+    }
+    Html(format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
+         <title>prioritize API</title><style>body{{font:15px system-ui,sans-serif;margin:2em;max-width:70em}}\
+         table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:.4em;text-align:left;vertical-align:top}}\
+         .m{{font-weight:600;color:#0b5394}}</style></head><body><h1>prioritize API</h1>\
+         <p>The full OpenAPI 3.1 document: <a href=\"/openapi.json\">/openapi.json</a>. Keys go in \
+         <code>Authorization: Bearer KEY</code>; errors are <code>application/problem+json</code>; money is a decimal string.</p>\
+         <table><tr><th>method</th><th>path</th><th>what it does</th><th>auth</th><th>responses</th></tr>{rows}</table></body></html>"
+    ))
+}

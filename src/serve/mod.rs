@@ -1,0 +1,589 @@
+//! `prioritize serve`: the worklist API over a store (SQLite or PostgreSQL).
+//!
+//! On start the server loads the model and the data folder and either takes
+//! the stored active plan (same day, model and data) or builds one in the
+//! background; `/readyz` says when a plan is in place. Every replica follows
+//! the store's active plan, so a plan built by one (a run, a model switch)
+//! is served by all.
+
+pub mod api;
+pub mod planning;
+pub mod problem;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwapOption;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{NaiveDate, Utc};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::contract::DataSet;
+use crate::model::folder::{self, ModelMeta};
+use crate::model::Model;
+use crate::strategy::config::EngineConfig;
+use problem::Problem;
+use store::{LiveRules, PlanMeta, Store};
+
+/// Roles of the contract; admin has every role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Collector,
+    Analyst,
+    Manager,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "collector" => Some(Role::Collector),
+            "analyst" => Some(Role::Analyst),
+            "manager" => Some(Role::Manager),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Collector => "collector",
+            Role::Analyst => "analyst",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The hex SHA-256 of a key, as the config file holds it.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A run that builds and installs a plan.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunInfo {
+    pub run_id: u64,
+    /// running, done or failed
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The model folder the run plans with.
+    pub model: String,
+    pub plan_id: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// What is served now: the active plan and what goes with it.
+pub struct Live {
+    pub plan: PlanMeta,
+    pub summary: planning::Summary,
+    /// Distinct time zones of the plan's accounts.
+    pub zones: Vec<(String, chrono_tz::Tz)>,
+}
+
+/// Counters and histograms for `/metrics`.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pub actions: IntCounter,
+    pub leases: IntCounter,
+    plan_id: IntGauge,
+    plan_accounts: IntGauge,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+                ],
+            ),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let actions = IntCounter::new("prioritize_actions_recorded_total", "Actions recorded")
+            .expect("valid metric");
+        let leases = IntCounter::new("prioritize_leases_granted_total", "Accounts leased")
+            .expect("valid metric");
+        let plan_id = IntGauge::new("prioritize_plan_id", "The served plan").expect("valid metric");
+        let plan_accounts =
+            IntGauge::new("prioritize_plan_accounts", "Accounts in the served plan")
+                .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(actions.clone()),
+            Box::new(leases.clone()),
+            Box::new(plan_id.clone()),
+            Box::new(plan_accounts.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric registered once");
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            actions,
+            leases,
+            plan_id,
+            plan_accounts,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("metrics encode");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Settings of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub model: PathBuf,
+    /// Where other model versions are found (default: beside `model`).
+    pub models: Option<PathBuf>,
+    pub db: String,
+    pub listen: SocketAddr,
+    pub config: EngineConfig,
+    /// The planning day; default: today (UTC).
+    pub as_of: Option<NaiveDate>,
+}
+
+/// The server's shared state.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub config: EngineConfig,
+    pub live_rules: LiveRules,
+    keys: Vec<(String, Role)>,
+    pub options: ServeOptions,
+    pub live: ArcSwapOption<Live>,
+    pub runs: Mutex<Vec<RunInfo>>,
+    pub metrics: Metrics,
+}
+
+impl App {
+    /// Checks the bearer key against the configured hashes.
+    pub fn authorize(&self, headers: &HeaderMap, role: Role) -> Result<Role, Problem> {
+        let unauthorized =
+            |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("an Authorization: Bearer KEY header is required"))?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be Bearer KEY"))?;
+        let hash = key_hash(key);
+        let held: Vec<Role> = self
+            .keys
+            .iter()
+            .filter(|(h, _)| *h == hash)
+            .map(|(_, r)| *r)
+            .collect();
+        if held.is_empty() {
+            return Err(unauthorized("the key is not known to this server"));
+        }
+        if held.iter().any(|&r| r == role || r == Role::Admin) {
+            Ok(role)
+        } else {
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this key has the role {}; this endpoint needs {} (or admin)",
+                    held.iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    role.as_str()
+                ),
+            ))
+        }
+    }
+
+    fn models_dir(&self) -> PathBuf {
+        self.options.models.clone().unwrap_or_else(|| {
+            self.options
+                .model
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."))
+        })
+    }
+
+    /// Model folders beside the served one (and the served one), by version.
+    pub fn model_folders(&self) -> Result<Vec<(PathBuf, ModelMeta)>> {
+        let mut dirs = vec![self.options.model.clone()];
+        let parent = self.models_dir();
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.join("model.json").is_file() && !dirs.contains(&path) {
+                    dirs.push(path);
+                }
+            }
+        }
+        let mut found: Vec<(PathBuf, ModelMeta)> = Vec::new();
+        for dir in dirs {
+            let Ok(text) = std::fs::read_to_string(dir.join("model.json")) else {
+                continue;
+            };
+            if let Ok(meta) = serde_json::from_str::<ModelMeta>(&text) {
+                if !found.iter().any(|(_, m)| m.version == meta.version) {
+                    found.push((dir, meta));
+                }
+            }
+        }
+        found.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at));
+        Ok(found)
+    }
+
+    /// Starts a background run that plans with the model in `model_dir`
+    /// (default: the served one) and installs the plan.
+    pub fn start_run(self: Arc<Self>, model_dir: Option<PathBuf>) -> Result<RunInfo, Problem> {
+        let model_dir = model_dir.unwrap_or_else(|| self.current_model_dir());
+        let info = {
+            let mut runs = self.runs.lock().expect("runs lock");
+            if let Some(running) = runs.iter().find(|r| r.status == "running") {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "run-in-progress",
+                    format!(
+                        "run {} is still building a plan; try again when it is done",
+                        running.run_id
+                    ),
+                ));
+            }
+            let info = RunInfo {
+                run_id: runs.len() as u64 + 1,
+                status: "running".into(),
+                started_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                finished_at: None,
+                model: model_dir.display().to_string(),
+                plan_id: None,
+                error: None,
+            };
+            runs.push(info.clone());
+            info
+        };
+        let app = self.clone();
+        let run_id = info.run_id;
+        tokio::spawn(async move {
+            let result = app.clone().build_and_install(model_dir).await;
+            let mut runs = app.runs.lock().expect("runs lock");
+            if let Some(run) = runs.iter_mut().find(|r| r.run_id == run_id) {
+                run.finished_at =
+                    Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                match result {
+                    Ok(plan_id) => {
+                        run.status = "done".into();
+                        run.plan_id = Some(plan_id);
+                    }
+                    Err(e) => {
+                        tracing::error!(run_id, error = %format!("{e:#}"), "run failed");
+                        run.status = "failed".into();
+                        run.error = Some(format!("{e:#}"));
+                    }
+                }
+            }
+        });
+        Ok(info)
+    }
+
+    /// The folder of the model that made the served plan (else `--model`).
+    fn current_model_dir(&self) -> PathBuf {
+        let version = self
+            .live
+            .load()
+            .as_ref()
+            .map(|l| l.plan.model_version.clone());
+        if let (Some(version), Ok(found)) = (version, self.model_folders()) {
+            if let Some((dir, _)) = found.into_iter().find(|(_, m)| m.version == version) {
+                return dir;
+            }
+        }
+        self.options.model.clone()
+    }
+
+    async fn build_and_install(self: Arc<Self>, model_dir: PathBuf) -> Result<i64> {
+        let data = self.options.data.clone();
+        let config = self.config.clone();
+        let day = self
+            .options
+            .as_of
+            .unwrap_or_else(|| Utc::now().date_naive());
+        let started = std::time::Instant::now();
+        let (built, data_hash) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let data_set = DataSet::load(&data)?;
+            let model: Model = folder::load(&model_dir)?;
+            let hash = folder::data_hash(&data)?;
+            let built = planning::build(&data_set, &model, &config, day)?;
+            Ok((built, hash))
+        })
+        .await
+        .context("the planning task")??;
+        let meta = PlanMeta {
+            plan_id: 0,
+            created_at: Utc::now().timestamp_micros(),
+            day: built.day,
+            model_version: built.model_version.clone(),
+            data_hash,
+            accounts: built.rows.len() as i64,
+            summary: serde_json::to_string(&built.summary)?,
+        };
+        let planned = started.elapsed().as_secs_f64();
+        let plan_id = self.store.insert_plan(&meta, &built.rows).await?;
+        self.store.activate_plan(plan_id, &self.live_rules).await?;
+        tracing::info!(
+            plan_id,
+            accounts = built.rows.len(),
+            planning_seconds = planned,
+            storing_seconds = started.elapsed().as_secs_f64() - planned,
+            "plan installed"
+        );
+        self.follow().await?;
+        if let Err(e) = self.store.prune_plans().await {
+            tracing::warn!(error = %e, "pruning old plans");
+        }
+        Ok(plan_id)
+    }
+
+    /// Takes the store's active plan if it changed.
+    async fn follow(&self) -> Result<()> {
+        let Some(plan) = self.store.active_plan().await? else {
+            return Ok(());
+        };
+        let current = self.live.load().as_ref().map(|l| l.plan.plan_id);
+        if current == Some(plan.plan_id) {
+            return Ok(());
+        }
+        let summary: planning::Summary = serde_json::from_str(&plan.summary)?;
+        let zones = self
+            .store
+            .zones()
+            .await?
+            .into_iter()
+            .map(|name| {
+                let tz = name.parse().unwrap_or(chrono_tz::UTC);
+                (name, tz)
+            })
+            .collect();
+        self.metrics.plan_id.set(plan.plan_id);
+        self.metrics.plan_accounts.set(plan.accounts);
+        tracing::info!(plan_id = plan.plan_id, model = %plan.model_version, "serving plan");
+        self.live.store(Some(Arc::new(Live {
+            plan,
+            summary,
+            zones,
+        })));
+        Ok(())
+    }
+}
+
+async fn record_metrics(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    app.metrics
+        .latency
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    app.metrics
+        .requests
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such endpoint; see /docs")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this endpoint does not take that method; see /docs",
+    )
+}
+
+/// Request bodies above this are refused (413).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The routes and their layers.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.json", get(api::openapi))
+        .route("/docs", get(api::docs))
+        .route("/v1/worklists/{strategy}", get(api::worklist))
+        .route("/v1/worklists/{strategy}/leases", post(api::lease))
+        .route("/v1/accounts/{account_id}", get(api::account))
+        .route(
+            "/v1/accounts/{account_id}/actions",
+            post(api::record_action),
+        )
+        .route("/v1/segments", get(api::segments))
+        .route("/v1/models", get(api::models))
+        .route("/v1/models/{version}/activate", post(api::activate_model))
+        .route("/v1/runs", post(api::start_run))
+        .route("/v1/runs/{run_id}", get(api::get_run))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http())
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(30),
+                ))
+                .layer(CompressionLayer::new())
+                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+        .with_state(app)
+}
+
+/// Builds the shared state: the store, the keys, and the first plan (taken
+/// from the store or built in the background).
+pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
+    let mut keys = Vec::new();
+    for key in &options.config.api_keys {
+        let role = Role::parse(&key.role)
+            .with_context(|| format!("api_keys: unknown role {:?}", key.role))?;
+        keys.push((key.key_sha256.to_ascii_lowercase(), role));
+    }
+    if keys.is_empty() {
+        anyhow::bail!(
+            "the config file has no [[api_keys]]: nobody could call the API. \
+             Make a key with `prioritize keygen --role admin` and add what it prints to --config FILE"
+        );
+    }
+    let model_meta = folder::load(&options.model)?.meta;
+    let store = store::open(&options.db)
+        .await
+        .with_context(|| format!("opening the store {}", store::redact(&options.db)))?;
+    let app = Arc::new(App {
+        store: Arc::new(store),
+        live_rules: LiveRules::new(&options.config.rules),
+        config: options.config.clone(),
+        keys,
+        options,
+        live: ArcSwapOption::empty(),
+        runs: Mutex::new(Vec::new()),
+        metrics: Metrics::new(),
+    });
+    let day = app.options.as_of.unwrap_or_else(|| Utc::now().date_naive());
+    let data_hash = folder::data_hash(&app.options.data)?;
+    let stored = app.store.active_plan().await?;
+    let reusable = stored.as_ref().is_some_and(|p| {
+        p.day == day && p.model_version == model_meta.version && p.data_hash == data_hash
+    });
+    if reusable {
+        app.follow().await?;
+    } else {
+        // Serve the stored plan (if any) while the new one is built.
+        app.follow().await?;
+        app.clone()
+            .start_run(Some(app.options.model.clone()))
+            .map_err(|p| anyhow::anyhow!(p.detail))?;
+    }
+    Ok(app)
+}
+
+/// Runs the server until SIGTERM or Ctrl-C; `ready` is told the bound address.
+pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(app.options.listen)
+        .await
+        .with_context(|| format!("listening on {}", app.options.listen))?;
+    let address = listener.local_addr()?;
+    ready(address);
+    // Replicas follow the store's active plan.
+    let follower = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Err(e) = app.follow().await {
+                    tracing::warn!(error = %format!("{e:#}"), "following the active plan");
+                }
+            }
+        })
+    };
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    follower.abort();
+    app.store.close().await;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,1002 @@
+//! The worklist API as collections software uses it: the real binary serving
+//! over loopback, on SQLite and on PostgreSQL (one suite, both stores).
+//!
+//! PostgreSQL cases run when `PRIORITIZE_TEST_POSTGRES_URL` is set (`.ci/run`
+//! sets it); each case gets a database of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const DAY: &str = "2026-09-30";
+const KEYS: [(&str, &str); 4] = [
+    ("collector", "test-collector-key"),
+    ("analyst", "test-analyst-key"),
+    ("manager", "test-manager-key"),
+    ("admin", "test-admin-key"),
+];
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_prioritize"))
+}
+
+fn run(args: &[&str]) {
+    let output = Command::new(binary()).args(args).output().expect("runs");
+    assert!(
+        output.status.success(),
+        "prioritize {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A simulated book, two trained model versions and a config with a key per
+/// role, made once for every case.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    models: PathBuf,
+    config: PathBuf,
+    /// `prioritize plan` over the same inputs, for comparison.
+    plan: Vec<HashMap<String, String>>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+        run(&["simulate", "--accounts", "800", "--seed", "5", "--format", "csv", "--out", &s(&data)]);
+        let models = dir.path().join("models");
+        run(&["train", "--data", &s(&data), "--out", &s(&models.join("a")), "--response-learner", "scorecard"]);
+        let mut keys = String::new();
+        for (role, key) in KEYS {
+            keys.push_str(&format!(
+                "[[api_keys]]\nrole = \"{role}\"\nkey_sha256 = \"{}\"\n",
+                hex(&Sha256::digest(key.as_bytes()))
+            ));
+        }
+        let config = dir.path().join("serve.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[strategies.call]\ncapacity = 30\ncost = \"0.10\"\n[strategies.demand_letter]\ncapacity = 40\n\
+                 [strategies.settlement_offer]\ncapacity = 8\n[strategies.installment_plan]\ncapacity = 16\n\
+                 [strategies.field_visit]\ncapacity = 2\n[strategies.legal]\ncapacity = 2\n\
+                 [strategies.agency]\ncapacity = 4\n{keys}"
+            ),
+        )
+        .expect("config written");
+        let plan_csv = dir.path().join("plan.csv");
+        run(&[
+            "plan", "--data", &s(&data), "--model", &s(&models.join("a")), "--as-of", DAY,
+            "--config", &s(&config), "--out", &s(&plan_csv),
+        ]);
+        let mut reader = csv::Reader::from_path(&plan_csv).expect("plan readable");
+        let headers = reader.headers().expect("headers").clone();
+        let plan = reader
+            .records()
+            .map(|r| {
+                headers
+                    .iter()
+                    .zip(r.expect("record").iter())
+                    .map(|(h, v)| (h.to_string(), v.to_string()))
+                    .collect()
+            })
+            .collect();
+        Fixture {
+            _dir: dir,
+            data,
+            models,
+            config,
+            plan,
+        }
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn key(role: &str) -> &'static str {
+    KEYS.iter().find(|(r, _)| *r == role).expect("a role").1
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store URL of its own for one case; `None` when PostgreSQL is not configured.
+fn store_url(backend: Backend, case: &str, dir: &Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(format!(
+            "sqlite://{}",
+            dir.join(format!("{case}.db")).display()
+        )),
+        Backend::Postgres => {
+            let Ok(base) = std::env::var("PRIORITIZE_TEST_POSTGRES_URL") else {
+                eprintln!(
+                    "PRIORITIZE_TEST_POSTGRES_URL is not set: skipping the PostgreSQL case {case}"
+                );
+                return None;
+            };
+            let name = format!("prioritize_test_{case}");
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&base)
+                    .await
+                    .expect("PostgreSQL reachable");
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("drop");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create");
+            });
+            let (root, _) = base.rsplit_once('/').expect("a URL with a database");
+            Some(format!("{root}/{name}"))
+        }
+    }
+}
+
+/// A running `prioritize serve`.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(db: &str, extra: &[&str]) -> Server {
+        let fx = fixture();
+        let mut child = Command::new(binary())
+            .args([
+                "serve",
+                "--as-of",
+                DAY,
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                db,
+                "--data",
+            ])
+            .arg(&fx.data)
+            .arg("--model")
+            .arg(fx.models.join("a"))
+            .arg("--config")
+            .arg(&fx.config)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the server prints its address");
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        let server = Server {
+            child,
+            base: format!("http://{address}"),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client().get(self.url("/readyz")).send() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "not ready in 3 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str, role: &str) -> Response {
+        client()
+            .get(self.url(path))
+            .bearer_auth(key(role))
+            .send()
+            .expect("request")
+    }
+
+    fn post(&self, path: &str, role: &str, body: &Value) -> Response {
+        client()
+            .post(self.url(path))
+            .bearer_auth(key(role))
+            .json(body)
+            .send()
+            .expect("request")
+    }
+
+    fn json(&self, path: &str, role: &str) -> Value {
+        let response = self.get(path, role);
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().expect("JSON")
+    }
+
+    /// Every item of a queue, page by page.
+    fn queue(&self, strategy: &str, limit: usize, agent: Option<&str>) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/worklists/{strategy}?limit={limit}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            if let Some(a) = agent {
+                path.push_str(&format!("&agent_id={a}"));
+            }
+            let page = self.json(&path, "collector");
+            let got = page["items"].as_array().expect("items").clone();
+            assert!(got.len() <= limit);
+            items.extend(got);
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return items,
+            }
+        }
+    }
+
+    fn lease(&self, strategy: &str, agent: &str, count: usize) -> Vec<Value> {
+        let response = self.post(
+            &format!("/v1/worklists/{strategy}/leases"),
+            "collector",
+            &json!({"agent_id": agent, "count": count, "ttl_seconds": 600}),
+        );
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().expect("JSON");
+        body["leases"].as_array().expect("leases").clone()
+    }
+
+    fn act(&self, account: &str, body: Value) -> Value {
+        let response = self.post(
+            &format!("/v1/accounts/{account}/actions"),
+            "collector",
+            &body,
+        );
+        assert_eq!(response.status(), 201, "action on {account}");
+        response.json().expect("JSON")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client")
+    })
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn planned(strategy: &str) -> Vec<&'static HashMap<String, String>> {
+    let mut rows: Vec<_> = fixture()
+        .plan
+        .iter()
+        .filter(|r| r["strategy"] == strategy)
+        .collect();
+    rows.sort_by_key(|r| r["queue_rank"].parse::<u32>().expect("rank"));
+    rows
+}
+
+fn assert_problem(response: Response, status: u16, mentions: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().expect("problem JSON");
+    assert_eq!(body["status"], status);
+    for field in ["type", "title", "detail"] {
+        assert!(body[field].is_string(), "problem without {field}: {body}");
+    }
+    let detail = body["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains(mentions),
+        "{detail:?} does not mention {mentions:?}"
+    );
+}
+
+// ---------------------------------------------------------------- cases
+
+/// Every queue, paged with a cursor, is the `prioritize plan` queue in rank order.
+fn worklists_page_through_the_plan(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = store_url(backend, "paging", dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
+    for strategy in ["sms_reminder", "demand_letter", "call", "none"] {
+        let expected = planned(strategy);
+        let served = server.queue(strategy, 7, None);
+        assert_eq!(served.len(), expected.len(), "{strategy} queue length");
+        for (item, row) in served.iter().zip(&expected) {
+            assert_eq!(item["account_id"], row["account_id"].as_str());
+            assert_eq!(item["queue_rank"].to_string(), row["queue_rank"]);
+            assert_eq!(item["expected_value"], row["expected_value"].as_str());
+            assert_eq!(item["priority"], row["priority"].as_str());
+            assert_eq!(item["currency"], row["currency"].as_str());
+            assert!(item["reasons"].is_array());
+        }
+    }
+    // A cursor from a replaced plan is refused, not silently reinterpreted.
+    let first = server.json("/v1/worklists/sms_reminder?limit=2", "collector");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("more pages")
+        .to_string();
+    let run = server.post("/v1/runs", "analyst", &json!({}));
+    assert_eq!(run.status(), 202);
+    let run: Value = run.json().expect("run");
+    wait_run(&server, run["run_id"].as_u64().expect("id"));
+    assert_problem(
+        server.get(
+            &format!("/v1/worklists/sms_reminder?cursor={cursor}"),
+            "collector",
+        ),
+        409,
+        "start again",
+    );
+}
+
+fn wait_run(server: &Server, run_id: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let run = server.json(&format!("/v1/runs/{run_id}"), "analyst");
+        match run["status"].as_str() {
+            Some("running") => {}
+            Some("done") => {
+                // Wait until this server serves the new plan.
+                while server.json("/readyz", "analyst")["plan_id"] != run["plan_id"] {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return run;
+            }
+            _ => panic!("run failed: {run}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(180));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// No key: 401; an unknown key: 401; a key without the role: 403; admin: all.
+fn keys_and_roles(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = store_url(backend, "auth", dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
+    let bare = client()
+        .get(server.url("/v1/worklists/call"))
+        .send()
+        .expect("request");
+    assert_eq!(bare.headers()["www-authenticate"], "Bearer");
+    assert_problem(bare, 401, "Authorization");
+    let wrong = client()
+        .get(server.url("/v1/segments"))
+        .bearer_auth("not-a-key")
+        .send()
+        .expect("request");
+    assert_problem(wrong, 401, "not known");
+    for (path, allowed) in [
+        ("/v1/worklists/call", "collector"),
+        ("/v1/accounts/none-such", "collector"),
+        ("/v1/segments", "manager"),
+        ("/v1/models", "analyst"),
+    ] {
+        for (role, _) in KEYS {
+            let status = server.get(path, role).status().as_u16();
+            if role == allowed || role == "admin" {
+                assert!(status == 200 || status == 404, "{role} on {path}: {status}");
+            } else {
+                assert_eq!(status, 403, "{role} on {path}");
+            }
+        }
+    }
+    let as_manager = server.post("/v1/runs", "manager", &json!({}));
+    assert_problem(as_manager, 403, "analyst");
+    // Health, readiness, metrics, the OpenAPI document and the docs need no key.
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+        assert_eq!(
+            client()
+                .get(server.url(path))
+                .send()
+                .expect("request")
+                .status(),
+            200,
+            "{path}"
+        );
+    }
+}
+
+/// Agents leasing one queue at once never get the same account, and get all of it.
+fn leases_are_exclusive(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = store_url(backend, "leases", dir.path()) else {
+        return;
+    };
+    let first = Server::start(&db, &[]);
+    // On PostgreSQL, a second replica on the same store shares the queue.
+    let second = match backend {
+        Backend::Postgres => Some(Server::start(&db, &[])),
+        Backend::Sqlite => None,
+    };
+    let queue: Vec<String> = planned("sms_reminder")
+        .iter()
+        .map(|r| r["account_id"].clone())
+        .collect();
+    assert!(queue.len() >= 20, "the SMS queue is long enough to share");
+    let servers: Vec<&Server> = std::iter::once(&first).chain(second.as_ref()).collect();
+    let leased: Vec<(String, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|agent| {
+                let server = servers[agent % servers.len()];
+                scope.spawn(move || {
+                    let name = format!("agent-{agent}");
+                    let mut mine = Vec::new();
+                    loop {
+                        let got = server.lease("sms_reminder", &name, 2);
+                        if got.is_empty() {
+                            return mine;
+                        }
+                        for lease in got {
+                            assert_eq!(lease["agent_id"], name.as_str());
+                            mine.push((
+                                lease["account_id"].as_str().expect("id").to_string(),
+                                name.clone(),
+                            ));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("agent"))
+            .collect()
+    });
+    let distinct: HashSet<&String> = leased.iter().map(|(a, _)| a).collect();
+    assert_eq!(distinct.len(), leased.len(), "an account was leased twice");
+    assert_eq!(
+        distinct,
+        queue.iter().collect::<HashSet<_>>(),
+        "every account leased once"
+    );
+    // Leased accounts leave others' worklists but stay in their agent's view.
+    assert!(first.queue("sms_reminder", 50, None).is_empty());
+    let (account, agent) = &leased[0];
+    let own = first.queue("sms_reminder", 50, Some(agent));
+    assert!(own.iter().any(|i| i["account_id"] == account.as_str()));
+    let view = first.json(&format!("/v1/accounts/{account}"), "collector");
+    assert_eq!(view["leased_by"], agent.as_str());
+    // An action ends the lease: the account is free again (no rule blocks an SMS).
+    first.act(
+        account,
+        json!({"at": now_text(), "channel": "sms", "outcome": "delivered"}),
+    );
+    let view = first.json(&format!("/v1/accounts/{account}"), "collector");
+    assert!(view["leased_by"].is_null());
+    assert_eq!(first.queue("sms_reminder", 50, None).len(), 1);
+}
+
+/// Actions are stored once per Idempotency-Key, shown newest first, and a
+/// reused key with another body is refused.
+fn actions_are_idempotent(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = store_url(backend, "idempotent", dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
+    let account = planned("sms_reminder")[0]["account_id"].clone();
+    let path = format!("/v1/accounts/{account}/actions");
+    let body =
+        json!({"at": now_text(), "channel": "sms", "outcome": "delivered", "agent_id": "a1"});
+    let send = |body: &Value, key: &str| {
+        client()
+            .post(server.url(&path))
+            .bearer_auth(key_of("collector"))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .expect("request")
+    };
+    let first = send(&body, "retry-1");
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().expect("JSON");
+    let again = send(&body, "retry-1");
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().expect("JSON");
+    assert_eq!(first["id"], again["id"]);
+    let other = json!({"at": now_text(), "channel": "email", "outcome": "delivered"});
+    assert_problem(send(&other, "retry-1"), 422, "Idempotency-Key");
+    let later = json!({"at": now_text(), "channel": "email", "outcome": "undeliverable"});
+    assert_eq!(send(&later, "retry-2").status(), 201);
+    let view = server.json(&format!("/v1/accounts/{account}"), "collector");
+    let recent = view["recent_actions"].as_array().expect("recent");
+    let ours: Vec<&Value> = recent
+        .iter()
+        .filter(|a| a["at"].as_str() >= Some("2026-10"))
+        .collect();
+    assert_eq!(ours.len(), 2, "recorded once each: {recent:?}");
+    assert_eq!(ours[0]["outcome"], "undeliverable");
+    assert_eq!(ours[1]["outcome"], "delivered");
+}
+
+fn key_of(role: &str) -> &'static str {
+    key(role)
+}
+
+/// Compliance state changes at once: disputes and promises pause the account,
+/// a conversation starts the call cool-off for the person, the 7th call
+/// attempt blocks the 8th, and a blocked account loses its lease.
+fn actions_change_compliance_at_once(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = store_url(backend, "compliance", dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
+    let in_queue = |strategy: &str, account: &str| {
+        server
+            .queue(strategy, 100, None)
+            .iter()
+            .any(|i| i["account_id"] == account)
+    };
+    // A dispute on a leased account: out of the queue, lease gone.
+    let texts = planned("sms_reminder");
+    let disputed = texts[0]["account_id"].clone();
+    let leased = server.lease("sms_reminder", "agent-d", 1);
+    assert_eq!(leased[0]["account_id"], disputed.as_str());
+    let reply = server.act(
+        &disputed,
+        json!({"at": now_text(), "channel": "sms", "outcome": "dispute"}),
+    );
+    assert_eq!(reply["blocked"][0]["rule"], "dispute_open");
+    let view = server.json(&format!("/v1/accounts/{disputed}"), "collector");
+    assert_eq!(view["blocked_since_plan"], "dispute_open");
+    assert!(view["leased_by"].is_null());
+    assert!(!in_queue("sms_reminder", &disputed));
+    assert!(!server
+        .queue("sms_reminder", 100, Some("agent-d"))
+        .iter()
+        .any(|i| i["account_id"] == disputed.as_str()));
+
+    // A promise to pay tomorrow pauses the account; one already past does not.
+    let promised = texts[1]["account_id"].clone();
+    let past = texts[2]["account_id"].clone();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2))
+        .date_naive()
+        .to_string();
+    server.act(
+        &past,
+        json!({"at": now_text(), "channel": "call", "outcome": "promise_to_pay",
+        "promised_amount": "10.00", "promised_on": "2026-01-01"}),
+    );
+    assert!(in_queue("sms_reminder", &past));
+    server.act(
+        &promised,
+        json!({"at": now_text(), "channel": "sms", "outcome": "promise_to_pay",
+        "promised_amount": "120.50", "promised_on": tomorrow}),
+    );
+    assert!(!in_queue("sms_reminder", &promised));
+
+    // Calls: an account whose person has no other accounts and no calls in the window.
+    let accounts = read_rows(&fixture().data.join("accounts.csv"));
+    let mut people: HashMap<String, usize> = HashMap::new();
+    for a in &accounts {
+        *people.entry(a["customer_id"].clone()).or_default() += 1;
+    }
+    let person_of: HashMap<String, String> = accounts
+        .iter()
+        .map(|a| (a["account_id"].clone(), a["customer_id"].clone()))
+        .collect();
+    let recent_callers: HashSet<String> = read_rows(&fixture().data.join("actions.csv"))
+        .into_iter()
+        .filter(|x| x["channel"] == "call" && x["at"].as_str() >= "2026-09-22")
+        .map(|x| x["account_id"].clone())
+        .collect();
+    let calls = planned("call");
+    let mut quiet = calls
+        .iter()
+        .map(|r| r["account_id"].clone())
+        .filter(|a| people[&person_of[a]] == 1 && !recent_callers.contains(a));
+    let limited = quiet.next().expect("a call account without recent calls");
+    let talked = quiet.next().expect("a second one");
+    for attempt in 1..=7 {
+        assert!(
+            in_queue("call", &limited),
+            "blocked before attempt {attempt}"
+        );
+        let reply = server.act(
+            &limited,
+            json!({"at": now_text(), "channel": "call", "outcome": "no_answer"}),
+        );
+        let blocked = reply["blocked"].as_array().expect("blocked").len();
+        assert_eq!(blocked, usize::from(attempt == 7), "attempt {attempt}");
+    }
+    assert!(
+        !in_queue("call", &limited),
+        "the 8th call must not be handed out"
+    );
+    let view = server.json(&format!("/v1/accounts/{limited}"), "collector");
+    assert_eq!(view["blocked_since_plan"], "call_attempt_limit");
+    // A conversation by SMS still starts the cool-off on calls.
+    server.act(
+        &talked,
+        json!({"at": now_text(), "channel": "sms", "outcome": "right_party_contact"}),
+    );
+    assert!(!in_queue("call", &talked));
+    // Blocks survive a rebuilt plan: the new plan replays the recorded actions.
+    let run: Value = server
+        .post("/v1/runs", "analyst", &json!({}))
+        .json()
+        .expect("run");
+    wait_run(&server, run["run_id"].as_u64().expect("id"));
+    for (account, strategy) in [
+        (&disputed, "sms_reminder"),
+        (&promised, "sms_reminder"),
+        (&limited, "call"),
+        (&talked, "call"),
+    ] {
+        assert!(
+            !in_queue(strategy, account),
+            "{account} back in {strategy} after a rebuild"
+        );
+    }
+}
+
+fn read_rows(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).expect("readable");
+    let headers = reader.headers().expect("headers").clone();
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.expect("record").iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// An action acknowledged with 201 is there after `kill -9` and a restart.
+fn actions_survive_kill_9(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = store_url(backend, "kill9", dir.path()) else {
+        return;
+    };
+    let mut server = Server::start(&db, &[]);
+    let account = planned("email_reminder")[0]["account_id"].clone();
+    let reply = server.act(
+        &account,
+        json!({"at": now_text(), "channel": "email", "outcome": "dispute"}),
+    );
+    server.child.kill().expect("SIGKILL"); // no shutdown, no flush
+    server.child.wait().expect("gone");
+    let restarted = Server::start(&db, &[]);
+    let view = restarted.json(&format!("/v1/accounts/{account}"), "collector");
+    assert_eq!(view["recent_actions"][0]["outcome"], "dispute");
+    assert_eq!(view["recent_actions"][0]["at"], reply["at"]);
+    assert_eq!(view["blocked_since_plan"], "dispute_open");
+}
+
+/// Bad input gets problem+json naming the field; nothing is recorded.
+fn bad_input_is_a_problem(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = store_url(backend, "problems", dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
+    let account = planned("sms_reminder")[0]["account_id"].clone();
+    let path = format!("/v1/accounts/{account}/actions");
+    let cases = [
+        (
+            json!({"at": now_text(), "channel": "sms", "outcome": "delivered", "colour": "red"}),
+            422,
+            "colour",
+        ),
+        (
+            json!({"at": "yesterday", "channel": "sms", "outcome": "delivered"}),
+            422,
+            "at:",
+        ),
+        (
+            json!({"at": now_text(), "channel": "pigeon", "outcome": "delivered"}),
+            422,
+            "channel:",
+        ),
+        (
+            json!({"at": now_text(), "channel": "sms", "outcome": "maybe"}),
+            422,
+            "outcome:",
+        ),
+        (
+            json!({"at": now_text(), "channel": "call", "outcome": "promise_to_pay", "promised_amount": "1.00"}),
+            422,
+            "promised_on:",
+        ),
+        (
+            json!({"at": now_text(), "channel": "call", "outcome": "promise_to_pay", "promised_on": "2026-12-01", "promised_amount": "1.23456"}),
+            422,
+            "promised_amount:",
+        ),
+        (json!({"channel": "sms", "outcome": "delivered"}), 422, "at"),
+    ];
+    for (body, status, mentions) in cases {
+        assert_problem(server.post(&path, "collector", &body), status, mentions);
+    }
+    let syntax = client()
+        .post(server.url(&path))
+        .bearer_auth(key("collector"))
+        .header("content-type", "application/json")
+        .body("{\"at\": ")
+        .send()
+        .expect("request");
+    assert_problem(syntax, 400, "");
+    let huge = json!({"at": now_text(), "channel": "sms", "outcome": "delivered", "agent_id": "x".repeat(100_000)});
+    assert_eq!(server.post(&path, "collector", &huge).status(), 413);
+    assert_problem(
+        server.get("/v1/worklists/call?limit=0", "collector"),
+        422,
+        "limit",
+    );
+    assert_problem(
+        server.get("/v1/worklists/call?cursor=abc", "collector"),
+        422,
+        "cursor",
+    );
+    assert_problem(
+        server.get("/v1/worklists/call?colour=red", "collector"),
+        400,
+        "colour",
+    );
+    assert_problem(
+        server.get("/v1/worklists/teleport", "collector"),
+        404,
+        "teleport",
+    );
+    assert_problem(
+        server.post(
+            "/v1/worklists/call/leases",
+            "collector",
+            &json!({"agent_id": "a", "count": 1000}),
+        ),
+        422,
+        "count",
+    );
+    assert_problem(
+        server.post(
+            "/v1/accounts/nobody/actions",
+            "collector",
+            &json!({"at": now_text(), "channel": "sms", "outcome": "delivered"}),
+        ),
+        404,
+        "nobody",
+    );
+    // None of it was recorded.
+    let view = server.json(&format!("/v1/accounts/{account}"), "collector");
+    assert!(view["recent_actions"]
+        .as_array()
+        .expect("recent")
+        .iter()
+        .all(|a| a["at"].as_str() < Some("2026-10")));
+}
+
+/// Segments add up to the plan; models list and switch without a restart;
+/// the OpenAPI document covers every endpoint; metrics count requests.
+fn segments_models_openapi_metrics(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = store_url(backend, "models", dir.path()) else {
+        return;
+    };
+    let fx = fixture();
+    let server = Server::start(&db, &[]);
+    let segments = server.json("/v1/segments", "manager");
+    let cells = segments["segments"].as_array().expect("segments");
+    let accounts: u64 = cells
+        .iter()
+        .map(|c| c["accounts"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(accounts as usize, fx.plan.len());
+    let value: rust_decimal::Decimal = cells
+        .iter()
+        .map(|c| {
+            c["expected_value"]
+                .as_str()
+                .expect("decimal")
+                .parse::<rust_decimal::Decimal>()
+                .expect("decimal")
+        })
+        .sum();
+    let planned_value: rust_decimal::Decimal = fx
+        .plan
+        .iter()
+        .map(|r| {
+            r["expected_value"]
+                .parse::<rust_decimal::Decimal>()
+                .expect("decimal")
+        })
+        .sum();
+    assert!(
+        (value - planned_value).abs() < rust_decimal::Decimal::new(1, 0),
+        "{value} vs {planned_value}"
+    );
+    for cell in cells {
+        let mix: u64 = cell["strategy_mix"]
+            .as_object()
+            .expect("mix")
+            .values()
+            .map(|v| v.as_u64().expect("n"))
+            .sum();
+        assert_eq!(mix, cell["accounts"].as_u64().expect("n"));
+    }
+
+    // A second model version beside the first.
+    let b = fx.models.join(format!(
+        "b-{}",
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    ));
+    if !b.join("model.json").exists() {
+        run(&[
+            "train",
+            "--data",
+            fx.data.to_str().expect("utf-8"),
+            "--out",
+            b.to_str().expect("utf-8"),
+            "--response-learner",
+            "scorecard",
+            "--seed",
+            "9",
+        ]);
+    }
+    let listed = server.json("/v1/models", "analyst");
+    let versions: Vec<(String, bool)> = listed["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| {
+            (
+                m["version"].as_str().expect("v").to_string(),
+                m["active"].as_bool().expect("active"),
+            )
+        })
+        .collect();
+    let target: String = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(b.join("model.json")).expect("meta"),
+    )
+    .expect("JSON")["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    assert!(versions.iter().any(|(v, active)| *v == target && !active));
+    assert_eq!(versions.iter().filter(|(_, a)| *a).count(), 1);
+    let switch = server.post(
+        &format!("/v1/models/{target}/activate"),
+        "analyst",
+        &json!({}),
+    );
+    assert_eq!(switch.status(), 202);
+    let run: Value = switch.json().expect("run");
+    // Reads go on during the switch.
+    let page = server.json("/v1/worklists/sms_reminder?limit=5", "collector");
+    assert_eq!(page["items"].as_array().expect("items").len(), 5);
+    wait_run(&server, run["run_id"].as_u64().expect("id"));
+    assert_eq!(
+        server.json("/readyz", "collector")["model_version"],
+        target.as_str()
+    );
+    let account = planned("sms_reminder")[0]["account_id"].clone();
+    assert_eq!(
+        server.json(&format!("/v1/accounts/{account}"), "collector")["model_version"],
+        target.as_str()
+    );
+    assert_problem(
+        server.post("/v1/models/none-such/activate", "analyst", &json!({})),
+        404,
+        "none-such",
+    );
+
+    let doc: Value = client()
+        .get(server.url("/openapi.json"))
+        .send()
+        .expect("request")
+        .json()
+        .expect("JSON");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/worklists/{strategy}",
+        "/v1/worklists/{strategy}/leases",
+        "/v1/accounts/{account_id}/actions",
+        "/v1/accounts/{account_id}",
+        "/v1/segments",
+        "/v1/models",
+        "/v1/models/{version}/activate",
+        "/v1/runs",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .expect("request")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains(
+            "http_requests_total{method=\"GET\",route=\"/v1/segments\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() { super::$case(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $case() { super::$case(super::Backend::Postgres) })*
+        }
+    };
+}
+
+on_both_stores!(
+    worklists_page_through_the_plan,
+    keys_and_roles,
+    leases_are_exclusive,
+    actions_are_idempotent,
+    actions_change_compliance_at_once,
+    actions_survive_kill_9,
+    bad_input_is_a_problem,
+    segments_models_openapi_metrics,
+);
