@@ -182,9 +182,12 @@ impl Server {
             .spawn()
             .expect("server starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout
             .read_line(&mut line)
             .expect("the server prints its address");
+        // Keep reading what it prints later (the pipe stays open).
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let address = line
             .split("http://")
             .nth(1)
@@ -470,13 +473,16 @@ fn leases_are_exclusive(backend: Backend) {
         let handles: Vec<_> = (0..12)
             .map(|agent| {
                 let server = servers[agent % servers.len()];
+                let queue = &queue;
                 scope.spawn(move || {
                     let name = format!("agent-{agent}");
                     let mut mine = Vec::new();
-                    loop {
+                    // More rounds than the queue could need: a queue that never
+                    // empties fails below instead of hanging.
+                    for _ in 0..queue.len() {
                         let got = server.lease("sms_reminder", &name, 2);
                         if got.is_empty() {
-                            return mine;
+                            break;
                         }
                         for lease in got {
                             assert_eq!(lease["agent_id"], name.as_str());
@@ -486,6 +492,7 @@ fn leases_are_exclusive(backend: Backend) {
                             ));
                         }
                     }
+                    mine
                 })
             })
             .collect();

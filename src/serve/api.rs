@@ -372,25 +372,26 @@ pub fn validate_action(request: &ActionRequest, now: DateTime<Utc>) -> Result<Ne
         ));
     }
     let promise = request.outcome == "promise_to_pay";
-    let promised_amount =
-        match &request.promised_amount {
-            Some(_) if !promise => {
+    let promised_amount = match &request.promised_amount {
+        Some(_) if !promise => {
+            return Err(Problem::field(
+                "promised_amount",
+                "only goes with outcome promise_to_pay",
+            ))
+        }
+        Some(text) => match parse_money(text) {
+            Some(units) if units >= 0 => Some(money_to_decimal(units).normalize().to_string()),
+            _ => {
                 return Err(Problem::field(
-                    "promised_amount",
-                    "only goes with outcome promise_to_pay",
-                ))
-            }
-            Some(text) => match parse_money(text) {
-                Some(units) if units >= 0 => Some(money_to_decimal(units).normalize().to_string()),
-                _ => return Err(Problem::field(
                     "promised_amount",
                     format!(
                         "{text:?} is not a non-negative decimal with at most 4 fractional digits"
                     ),
-                )),
-            },
-            None => None,
-        };
+                ))
+            }
+        },
+        None => None,
+    };
     let promised_on =
         match &request.promised_on {
             Some(_) if !promise => {

@@ -34,7 +34,7 @@ use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::contract::DataSet;
 use crate::model::folder::{self, ModelMeta};
@@ -480,7 +480,12 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http())
+                .layer(
+                    // Failures are logged where they happen (Problem::internal);
+                    // a 503 while the first plan is built is not an error.
+                    TraceLayer::new_for_http()
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
@@ -546,6 +551,21 @@ pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Resu
         .with_context(|| format!("listening on {}", app.options.listen))?;
     let address = listener.local_addr()?;
     ready(address);
+    // Say once when the first plan is served.
+    if app.live.load().is_none() {
+        let app = app.clone();
+        tokio::spawn(async move {
+            while app.live.load().is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if let Some(live) = app.live.load().as_ref() {
+                println!(
+                    "ready: serving plan {} of {} ({} accounts, model {})",
+                    live.plan.plan_id, live.plan.day, live.plan.accounts, live.plan.model_version
+                );
+            }
+        });
+    }
     // Replicas follow the store's active plan.
     let follower = {
         let app = app.clone();
