@@ -13,6 +13,7 @@ use crate::cli::{EngineArgs, TableFormat};
 use crate::contract::parse::money_to_decimal;
 use crate::contract::DataSet;
 use crate::model::TrainParams;
+use crate::serve::planning::{dpd_bucket_index, DPD_BUCKETS};
 use crate::simulate::SimulationParams;
 
 /// A day's capacities for a book of `accounts`: collectors, letters, field
@@ -105,18 +106,11 @@ pub fn run(dir: &Path, accounts: usize, listen: Option<SocketAddr>) -> Result<St
 fn summary(data: &DataSet) -> Result<String> {
     let dpd = data.accounts.column("days_past_due")?.i32()?;
     let balance = data.accounts.column("balance")?.decimal()?.physical();
-    let labels = ["current", "1-30", "31-60", "61-90", "91-180", "180+"];
+    let labels = DPD_BUCKETS;
     let mut counts = [0usize; 6];
     let mut sums = [0i128; 6];
     for (days, amount) in dpd.iter().zip(balance.iter()) {
-        let bucket = match days.unwrap_or(0) {
-            d if d <= 0 => 0,
-            1..=30 => 1,
-            31..=60 => 2,
-            61..=90 => 3,
-            91..=180 => 4,
-            _ => 5,
-        };
+        let bucket = dpd_bucket_index(days.unwrap_or(0));
         counts[bucket] += 1;
         sums[bucket] += amount.unwrap_or(0);
     }

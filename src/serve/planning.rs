@@ -41,15 +41,16 @@ pub fn risk_tier(p_pay: f64) -> &'static str {
         .map_or(RISK_TIERS[0].0, |(name, _)| name)
 }
 
-pub fn dpd_bucket(days: i32) -> &'static str {
-    DPD_BUCKETS[match days {
+/// The index in [`DPD_BUCKETS`] of `days` past due.
+pub fn dpd_bucket_index(days: i32) -> usize {
+    match days {
         d if d <= 0 => 0,
         1..=30 => 1,
         31..=60 => 2,
         61..=90 => 3,
         91..=180 => 4,
         _ => 5,
-    }]
+    }
 }
 
 /// One risk tier × DPD bucket cell of a plan.
@@ -230,10 +231,7 @@ fn summarise(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Summ
             .iter()
             .rposition(|(_, floor)| book.risk[i] >= *floor)
             .unwrap_or(0);
-        let bucket = DPD_BUCKETS
-            .iter()
-            .position(|b| *b == dpd_bucket(book.days_past_due[i]))
-            .expect("a bucket");
+        let bucket = dpd_bucket_index(book.days_past_due[i]);
         let value = i128::from(book.values[i][decision.strategy].expect("allowed"));
         let cell = cells.entry((tier, bucket)).or_insert_with(|| Segment {
             risk_tier: RISK_TIERS[tier].0.to_string(),
