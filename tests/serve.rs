@@ -79,18 +79,7 @@ fn fixture() -> &'static Fixture {
             "plan", "--data", &s(&data), "--model", &s(&models.join("a")), "--as-of", DAY,
             "--config", &s(&config), "--out", &s(&plan_csv),
         ]);
-        let mut reader = csv::Reader::from_path(&plan_csv).expect("plan readable");
-        let headers = reader.headers().expect("headers").clone();
-        let plan = reader
-            .records()
-            .map(|r| {
-                headers
-                    .iter()
-                    .zip(r.expect("record").iter())
-                    .map(|(h, v)| (h.to_string(), v.to_string()))
-                    .collect()
-            })
-            .collect();
+        let plan = read_rows(&plan_csv);
         Fixture {
             _dir: dir,
             data,
@@ -115,13 +104,18 @@ enum Backend {
     Postgres,
 }
 
-/// A store URL of its own for one case; `None` when PostgreSQL is not configured.
-fn store_url(backend: Backend, case: &str, dir: &Path) -> Option<String> {
+/// A store of its own for one case (and the folder that holds it, if
+/// SQLite); `None` when PostgreSQL is not configured.
+fn store_url(backend: Backend, case: &str) -> Option<(tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir().expect("dir");
     match backend {
-        Backend::Sqlite => Some(format!(
-            "sqlite://{}",
-            dir.join(format!("{case}.db")).display()
-        )),
+        Backend::Sqlite => {
+            let url = format!(
+                "sqlite://{}",
+                dir.path().join(format!("{case}.db")).display()
+            );
+            Some((dir, url))
+        }
         Backend::Postgres => {
             let Ok(base) = std::env::var("PRIORITIZE_TEST_POSTGRES_URL") else {
                 eprintln!(
@@ -146,7 +140,7 @@ fn store_url(backend: Backend, case: &str, dir: &Path) -> Option<String> {
                     .expect("create");
             });
             let (root, _) = base.rsplit_once('/').expect("a URL with a database");
-            Some(format!("{root}/{name}"))
+            Some((dir, format!("{root}/{name}")))
         }
     }
 }
@@ -158,7 +152,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(db: &str, extra: &[&str]) -> Server {
+    fn start(db: &str) -> Server {
         let fx = fixture();
         let mut child = Command::new(binary())
             .args([
@@ -176,7 +170,6 @@ impl Server {
             .arg(fx.models.join("a"))
             .arg("--config")
             .arg(&fx.config)
-            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -343,11 +336,10 @@ fn assert_problem(response: Response, status: u16, mentions: &str) {
 
 /// Every queue, paged with a cursor, is the `prioritize plan` queue in rank order.
 fn worklists_page_through_the_plan(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = store_url(backend, "paging", dir.path()) else {
+    let Some((_dir, db)) = store_url(backend, "paging") else {
         return;
     };
-    let server = Server::start(&db, &[]);
+    let server = Server::start(&db);
     for strategy in ["sms_reminder", "demand_letter", "call", "none"] {
         let expected = planned(strategy);
         let served = server.queue(strategy, 7, None);
@@ -403,11 +395,10 @@ fn wait_run(server: &Server, run_id: u64) -> Value {
 
 /// No key: 401; an unknown key: 401; a key without the role: 403; admin: all.
 fn keys_and_roles(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = store_url(backend, "auth", dir.path()) else {
+    let Some((_dir, db)) = store_url(backend, "auth") else {
         return;
     };
-    let server = Server::start(&db, &[]);
+    let server = Server::start(&db);
     let bare = client()
         .get(server.url("/v1/worklists/call"))
         .send()
@@ -453,14 +444,13 @@ fn keys_and_roles(backend: Backend) {
 
 /// Agents leasing one queue at once never get the same account, and get all of it.
 fn leases_are_exclusive(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = store_url(backend, "leases", dir.path()) else {
+    let Some((_dir, db)) = store_url(backend, "leases") else {
         return;
     };
-    let first = Server::start(&db, &[]);
+    let first = Server::start(&db);
     // On PostgreSQL, a second replica on the same store shares the queue.
     let second = match backend {
-        Backend::Postgres => Some(Server::start(&db, &[])),
+        Backend::Postgres => Some(Server::start(&db)),
         Backend::Sqlite => None,
     };
     let queue: Vec<String> = planned("sms_reminder")
@@ -528,20 +518,19 @@ fn leases_are_exclusive(backend: Backend) {
 /// Actions are stored once per Idempotency-Key, shown newest first, and a
 /// reused key with another body is refused.
 fn actions_are_idempotent(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = store_url(backend, "idempotent", dir.path()) else {
+    let Some((_dir, db)) = store_url(backend, "idempotent") else {
         return;
     };
-    let server = Server::start(&db, &[]);
+    let server = Server::start(&db);
     let account = planned("sms_reminder")[0]["account_id"].clone();
     let path = format!("/v1/accounts/{account}/actions");
     let body =
         json!({"at": now_text(), "channel": "sms", "outcome": "delivered", "agent_id": "a1"});
-    let send = |body: &Value, key: &str| {
+    let send = |body: &Value, idempotency_key: &str| {
         client()
             .post(server.url(&path))
-            .bearer_auth(key_of("collector"))
-            .header("Idempotency-Key", key)
+            .bearer_auth(key("collector"))
+            .header("Idempotency-Key", idempotency_key)
             .json(body)
             .send()
             .expect("request")
@@ -570,19 +559,14 @@ fn actions_are_idempotent(backend: Backend) {
     assert_eq!(ours[1]["outcome"], "delivered");
 }
 
-fn key_of(role: &str) -> &'static str {
-    key(role)
-}
-
 /// Compliance state changes at once: disputes and promises pause the account,
 /// a conversation starts the call cool-off for the person, the 7th call
 /// attempt blocks the 8th, and a blocked account loses its lease.
 fn actions_change_compliance_at_once(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = store_url(backend, "compliance", dir.path()) else {
+    let Some((_dir, db)) = store_url(backend, "compliance") else {
         return;
     };
-    let server = Server::start(&db, &[]);
+    let server = Server::start(&db);
     let in_queue = |strategy: &str, account: &str| {
         server
             .queue(strategy, 100, None)
@@ -709,11 +693,10 @@ fn read_rows(path: &Path) -> Vec<HashMap<String, String>> {
 
 /// An action acknowledged with 201 is there after `kill -9` and a restart.
 fn actions_survive_kill_9(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = store_url(backend, "kill9", dir.path()) else {
+    let Some((_dir, db)) = store_url(backend, "kill9") else {
         return;
     };
-    let mut server = Server::start(&db, &[]);
+    let mut server = Server::start(&db);
     let account = planned("email_reminder")[0]["account_id"].clone();
     let reply = server.act(
         &account,
@@ -721,7 +704,7 @@ fn actions_survive_kill_9(backend: Backend) {
     );
     server.child.kill().expect("SIGKILL"); // no shutdown, no flush
     server.child.wait().expect("gone");
-    let restarted = Server::start(&db, &[]);
+    let restarted = Server::start(&db);
     let view = restarted.json(&format!("/v1/accounts/{account}"), "collector");
     assert_eq!(view["recent_actions"][0]["outcome"], "dispute");
     assert_eq!(view["recent_actions"][0]["at"], reply["at"]);
@@ -730,11 +713,10 @@ fn actions_survive_kill_9(backend: Backend) {
 
 /// Bad input gets problem+json naming the field; nothing is recorded.
 fn bad_input_is_a_problem(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = store_url(backend, "problems", dir.path()) else {
+    let Some((_dir, db)) = store_url(backend, "problems") else {
         return;
     };
-    let server = Server::start(&db, &[]);
+    let server = Server::start(&db);
     let account = planned("sms_reminder")[0]["account_id"].clone();
     let path = format!("/v1/accounts/{account}/actions");
     let cases = [
@@ -833,12 +815,11 @@ fn bad_input_is_a_problem(backend: Backend) {
 /// Segments add up to the plan; models list and switch without a restart;
 /// the OpenAPI document covers every endpoint; metrics count requests.
 fn segments_models_openapi_metrics(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = store_url(backend, "models", dir.path()) else {
+    let Some((_dir, db)) = store_url(backend, "models") else {
         return;
     };
     let fx = fixture();
-    let server = Server::start(&db, &[]);
+    let server = Server::start(&db);
     let segments = server.json("/v1/segments", "manager");
     let cells = segments["segments"].as_array().expect("segments");
     let accounts: u64 = cells

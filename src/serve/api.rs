@@ -12,13 +12,14 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::planning::{shown, ActionRow};
+use super::planning::ActionRow;
 use super::problem::{Body, Problem, Query};
 use super::store::{Item, NewAction, StoredAction};
 use super::{App, Role, RunInfo};
 use crate::contract::parse::{money_to_decimal, parse_money};
 use crate::contract::schema::{ACTION_OUTCOMES, CHANNELS};
 use crate::contract::Strategy;
+use crate::strategy::plan::money;
 use crate::strategy::rules::within_calling_hours;
 
 fn instant(micros: i64) -> String {
@@ -70,9 +71,9 @@ impl From<&Item> for WorkItem {
         WorkItem {
             account_id: item.account_id.clone(),
             queue_rank: item.queue_rank,
-            priority: shown(i128::from(item.priority)).to_string(),
+            priority: money(item.priority).to_string(),
             p_pay: (item.p_pay * 1e4).round() / 1e4,
-            expected_value: shown(i128::from(item.expected_value)).to_string(),
+            expected_value: money(item.expected_value).to_string(),
             currency: item.currency.clone(),
             reasons: reasons(&item.reasons),
         }
@@ -643,8 +644,8 @@ pub async fn segments(
                 risk_tier: s.risk_tier.clone(),
                 dpd_bucket: s.dpd_bucket.clone(),
                 accounts: s.accounts,
-                balance: shown(s.balance).to_string(),
-                expected_value: shown(s.expected_value).to_string(),
+                balance: money(s.balance).to_string(),
+                expected_value: money(s.expected_value).to_string(),
                 strategy_mix: s.strategy_mix.clone(),
             })
             .collect(),
@@ -659,7 +660,7 @@ pub async fn segments(
                     capacity: *capacity,
                     open,
                     leased,
-                    expected_value: shown(*value).to_string(),
+                    expected_value: money(*value).to_string(),
                 }
             })
             .collect(),
@@ -702,7 +703,7 @@ pub async fn models(
         .load()
         .as_ref()
         .map(|l| l.plan.model_version.clone());
-    let found = app.model_folders().map_err(Problem::internal)?;
+    let found = app.model_folders();
     Ok(Json(Models {
         models: found
             .into_iter()
@@ -738,7 +739,7 @@ pub async fn activate_model(
     Path(version): Path<String>,
 ) -> Result<(StatusCode, Json<RunInfo>), Problem> {
     app.authorize(&headers, Role::Analyst)?;
-    let found = app.model_folders().map_err(Problem::internal)?;
+    let found = app.model_folders();
     let (dir, _) = found
         .into_iter()
         .find(|(_, meta)| meta.version == version)

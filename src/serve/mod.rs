@@ -250,8 +250,9 @@ impl App {
         })
     }
 
-    /// Model folders beside the served one (and the served one), by version.
-    pub fn model_folders(&self) -> Result<Vec<(PathBuf, ModelMeta)>> {
+    /// Model folders beside the served one (and the served one), by version;
+    /// folders whose `model.json` does not read are left out.
+    pub fn model_folders(&self) -> Vec<(PathBuf, ModelMeta)> {
         let mut dirs = vec![self.options.model.clone()];
         let parent = self.models_dir();
         if let Ok(entries) = std::fs::read_dir(&parent) {
@@ -274,7 +275,7 @@ impl App {
             }
         }
         found.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at));
-        Ok(found)
+        found
     }
 
     /// Starts a background run that plans with the model in `model_dir`
@@ -336,8 +337,12 @@ impl App {
             .load()
             .as_ref()
             .map(|l| l.plan.model_version.clone());
-        if let (Some(version), Ok(found)) = (version, self.model_folders()) {
-            if let Some((dir, _)) = found.into_iter().find(|(_, m)| m.version == version) {
+        if let Some(version) = version {
+            if let Some((dir, _)) = self
+                .model_folders()
+                .into_iter()
+                .find(|(_, m)| m.version == version)
+            {
                 return dir;
             }
         }
@@ -532,11 +537,9 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
     let reusable = stored.as_ref().is_some_and(|p| {
         p.day == day && p.model_version == model_meta.version && p.data_hash == data_hash
     });
-    if reusable {
-        app.follow().await?;
-    } else {
-        // Serve the stored plan (if any) while the new one is built.
-        app.follow().await?;
+    // Serve the stored plan (if any); build today's unless it is that one.
+    app.follow().await?;
+    if !reusable {
         app.clone()
             .start_run(Some(app.options.model.clone()))
             .map_err(|p| anyhow::anyhow!(p.detail))?;

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use polars::prelude::*;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::store::PlanRow;
@@ -33,12 +32,12 @@ pub const RISK_TIERS: [(&str, f64); 4] = [
 /// Days-past-due buckets.
 pub const DPD_BUCKETS: [&str; 6] = ["current", "1-30", "31-60", "61-90", "91-180", "180+"];
 
-pub fn risk_tier(p_pay: f64) -> &'static str {
+/// The index in [`RISK_TIERS`] of an account with this P(pay).
+pub fn risk_tier_index(p_pay: f64) -> usize {
     RISK_TIERS
         .iter()
-        .rev()
-        .find(|(_, floor)| p_pay >= *floor)
-        .map_or(RISK_TIERS[0].0, |(name, _)| name)
+        .rposition(|(_, floor)| p_pay >= *floor)
+        .unwrap_or(0)
 }
 
 /// The index in [`DPD_BUCKETS`] of `days` past due.
@@ -227,10 +226,7 @@ fn summarise(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Summ
     let mut queues: Vec<(u64, i128)> = vec![(0, 0); K];
     let mut blocked: std::collections::BTreeMap<String, u64> = Default::default();
     for (i, decision) in decisions.iter().enumerate() {
-        let tier = RISK_TIERS
-            .iter()
-            .rposition(|(_, floor)| book.risk[i] >= *floor)
-            .unwrap_or(0);
+        let tier = risk_tier_index(book.risk[i]);
         let bucket = dpd_bucket_index(book.days_past_due[i]);
         let value = i128::from(book.values[i][decision.strategy].expect("allowed"));
         let cell = cells.entry((tier, bucket)).or_insert_with(|| Segment {
@@ -275,9 +271,4 @@ fn summarise(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Summ
         blocked,
         explored: decisions.iter().filter(|d| d.propensity < 1.0).count() as u64,
     }
-}
-
-/// Ten-thousandths as a decimal with 2 places, as money is shown.
-pub fn shown(units: i128) -> Decimal {
-    money_to_decimal(units).round_dp(2)
 }

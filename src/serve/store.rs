@@ -152,7 +152,6 @@ const SCHEMA: &[&str] = &[
         plan_id {int} NOT NULL,
         person TEXT NOT NULL,
         calls_added {int} NOT NULL,
-        last_conversation {int},
         PRIMARY KEY (plan_id, person))",
     "CREATE TABLE IF NOT EXISTS actions (
         id {id},
@@ -299,8 +298,8 @@ pub struct LiveRules {
     pub max_calls_in_window: i64,
     pub cool_off_micros: i64,
     pub window_days: i64,
-    /// Strategies made by phone: they count as calls.
-    pub call_like: Vec<&'static str>,
+    /// Strategies made by phone (they count as calls), as an SQL list.
+    pub call_like_sql: String,
 }
 
 impl LiveRules {
@@ -313,11 +312,12 @@ impl LiveRules {
                     .call_window_days
                     .max(config.conversation_cool_off_days),
             ),
-            call_like: Strategy::ALL
+            call_like_sql: Strategy::ALL
                 .iter()
                 .filter(|s| s.channel() == Some("call"))
-                .map(|s| s.as_str())
-                .collect(),
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }
@@ -494,55 +494,53 @@ impl SqlStore {
         }
     }
 
-    /// Applies an action's compliance effects to plan `plan_id`; returns the
-    /// accounts it blocked.
-    #[allow(clippy::too_many_arguments)]
-    async fn apply_live(
+    /// The person and time zone of an account of plan `plan_id`, if it is in it.
+    async fn account_keys(
         conn: &mut AnyConnection,
         plan_id: i64,
         account_id: &str,
-        action: &NewAction,
-        now: i64,
-        rules: &LiveRules,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let Some(row) = sqlx::query(
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query(
             "SELECT person, timezone FROM plan_items WHERE plan_id = $1 AND account_id = $2",
         )
         .bind(plan_id)
         .bind(account_id)
         .fetch_optional(&mut *conn)
-        .await?
-        else {
-            return Ok(Vec::new());
-        };
-        let person: String = row.try_get(0)?;
-        let zone: String = row.try_get(1)?;
-        let is_call = action.channel == "call";
-        let conversation = CONVERSATIONS.contains(&action.outcome.as_str());
-        if is_call || conversation {
-            sqlx::query(
-                "INSERT INTO people (plan_id, person, calls_added, last_conversation) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (plan_id, person) DO UPDATE SET \
-                 calls_added = people.calls_added + excluded.calls_added, \
-                 last_conversation = CASE WHEN excluded.last_conversation IS NULL THEN people.last_conversation \
-                   WHEN people.last_conversation IS NULL THEN excluded.last_conversation \
-                   WHEN excluded.last_conversation > people.last_conversation THEN excluded.last_conversation \
-                   ELSE people.last_conversation END",
-            )
-            .bind(plan_id)
-            .bind(&person)
-            .bind(i64::from(is_call))
-            .bind(conversation.then_some(action.at))
-            .execute(&mut *conn)
-            .await?;
-        }
-        let mut blocked = Vec::new();
-        let call_like = rules
-            .call_like
+        .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    /// Runs a blocking `UPDATE … RETURNING account_id`; the accounts it blocked.
+    async fn block<'q>(
+        conn: &mut AnyConnection,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        rule: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        query
+            .fetch_all(&mut *conn)
+            .await?
             .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
+            .map(|row| Ok((row.try_get(0)?, rule.to_string())))
+            .collect()
+    }
+
+    /// Applies an action's compliance effects to plan `plan_id`, for an
+    /// account of `person` in time zone `zone`; returns the accounts it blocked.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_live(
+        conn: &mut AnyConnection,
+        plan_id: i64,
+        account_id: &str,
+        (person, zone): (&str, &str),
+        action: &NewAction,
+        now: i64,
+        rules: &LiveRules,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        const CLEAR_LEASE: &str = "leased_by = NULL, lease_expires = NULL";
+        let mut blocked = Vec::new();
         // The account's own pauses: a dispute, a promise that still holds.
         let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
         let today = DateTime::<Utc>::from_timestamp_micros(now)
@@ -561,63 +559,57 @@ impl SqlStore {
             _ => None,
         };
         if let Some(rule) = own_rule {
-            let rows = sqlx::query(
-                "UPDATE plan_items SET blocked_live = $1, leased_by = NULL, lease_expires = NULL \
+            let sql = format!(
+                "UPDATE plan_items SET blocked_live = $1, {CLEAR_LEASE} \
                  WHERE plan_id = $2 AND account_id = $3 AND strategy <> 'none' AND blocked_live IS NULL \
-                 RETURNING account_id",
-            )
-            .bind(rule)
-            .bind(plan_id)
-            .bind(account_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in rows {
-                blocked.push((row.try_get(0)?, rule.to_string()));
-            }
+                 RETURNING account_id"
+            );
+            let query = sqlx::query(&sql).bind(rule).bind(plan_id).bind(account_id);
+            blocked.extend(Self::block(conn, query, rule).await?);
         }
         // The person's calls: the cool-off after a conversation, the attempt limit.
-        if conversation && now < action.at + rules.cool_off_micros {
-            let rows = sqlx::query(&format!(
-                "UPDATE plan_items SET blocked_live = 'conversation_cool_off', leased_by = NULL, lease_expires = NULL \
-                 WHERE plan_id = $1 AND person = $2 AND strategy IN ({call_like}) AND blocked_live IS NULL \
-                 RETURNING account_id"
-            ))
-            .bind(plan_id)
-            .bind(&person)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in rows {
-                blocked.push((row.try_get(0)?, "conversation_cool_off".to_string()));
-            }
+        let person_calls = |condition: &str| {
+            format!(
+                "UPDATE plan_items SET blocked_live = $1, {CLEAR_LEASE} \
+                 WHERE plan_id = $2 AND person = $3 AND strategy IN ({}) AND blocked_live IS NULL{condition} \
+                 RETURNING account_id",
+                rules.call_like_sql
+            )
+        };
+        if CONVERSATIONS.contains(&action.outcome.as_str())
+            && now < action.at + rules.cool_off_micros
+        {
+            let rule = "conversation_cool_off";
+            let sql = person_calls("");
+            let query = sqlx::query(&sql).bind(rule).bind(plan_id).bind(person);
+            blocked.extend(Self::block(conn, query, rule).await?);
         }
-        if is_call {
-            let added: i64 =
-                sqlx::query("SELECT calls_added FROM people WHERE plan_id = $1 AND person = $2")
-                    .bind(plan_id)
-                    .bind(&person)
-                    .fetch_one(&mut *conn)
-                    .await?
-                    .try_get(0)?;
-            let rows = sqlx::query(&format!(
-                "UPDATE plan_items SET blocked_live = 'call_attempt_limit', leased_by = NULL, lease_expires = NULL \
-                 WHERE plan_id = $1 AND person = $2 AND strategy IN ({call_like}) AND blocked_live IS NULL \
-                 AND calls_in_window + $3 >= $4 RETURNING account_id"
-            ))
+        if action.channel == "call" {
+            let added: i64 = sqlx::query(
+                "INSERT INTO people (plan_id, person, calls_added) VALUES ($1, $2, 1) \
+                 ON CONFLICT (plan_id, person) DO UPDATE SET calls_added = people.calls_added + 1 \
+                 RETURNING calls_added",
+            )
             .bind(plan_id)
-            .bind(&person)
-            .bind(added)
-            .bind(rules.max_calls_in_window)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in rows {
-                blocked.push((row.try_get(0)?, "call_attempt_limit".to_string()));
-            }
+            .bind(person)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+            let rule = "call_attempt_limit";
+            let sql = person_calls(" AND calls_in_window + $4 >= $5");
+            let query = sqlx::query(&sql)
+                .bind(rule)
+                .bind(plan_id)
+                .bind(person)
+                .bind(added)
+                .bind(rules.max_calls_in_window);
+            blocked.extend(Self::block(conn, query, rule).await?);
         }
         // The action ends the account's lease.
-        sqlx::query(
-            "UPDATE plan_items SET leased_by = NULL, lease_expires = NULL \
-             WHERE plan_id = $1 AND account_id = $2 AND leased_by IS NOT NULL",
-        )
+        sqlx::query(&format!(
+            "UPDATE plan_items SET {CLEAR_LEASE} \
+             WHERE plan_id = $1 AND account_id = $2 AND leased_by IS NOT NULL"
+        ))
         .bind(plan_id)
         .bind(account_id)
         .execute(&mut *conn)
@@ -674,15 +666,10 @@ impl SqlStore {
                 });
             }
         }
-        let known = sqlx::query("SELECT 1 FROM plan_items WHERE plan_id = $1 AND account_id = $2")
-            .bind(plan_id)
-            .bind(account_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
+        let Some((person, zone)) = Self::account_keys(&mut tx, plan_id, account_id).await? else {
             tx.rollback().await?;
             return Err(StoreError::UnknownAccount(account_id.to_string()));
-        }
+        };
         let id: i64 = sqlx::query(
             "INSERT INTO actions (account_id, at, at_text, channel, outcome, promised_amount, \
              promised_on, agent_id, idempotency_key, request_hash, recorded_at) \
@@ -702,7 +689,16 @@ impl SqlStore {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        let blocked = Self::apply_live(&mut tx, plan_id, account_id, action, now, rules).await?;
+        let blocked = Self::apply_live(
+            &mut tx,
+            plan_id,
+            account_id,
+            (&person, &zone),
+            action,
+            now,
+            rules,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Recorded {
             action: StoredAction {
@@ -910,10 +906,17 @@ impl Store for SqlStore {
         .await?;
         for row in &actions {
             let stored = stored_action(row)?;
+            // Accounts no longer in the data folder have nothing to block.
+            let Some((person, zone)) =
+                Self::account_keys(&mut tx, plan_id, &stored.account_id).await?
+            else {
+                continue;
+            };
             Self::apply_live(
                 &mut tx,
                 plan_id,
                 &stored.account_id,
+                (&person, &zone),
                 &stored.action,
                 now,
                 rules,

@@ -372,8 +372,8 @@ pub fn blocked_text(blocked: &[Option<Rule>; K]) -> String {
 }
 
 /// Money in ten-thousandths as a decimal with 2 places, as shown.
-pub fn money(units: i64) -> Decimal {
-    money_to_decimal(i128::from(units)).round_dp(2)
+pub fn money(units: impl Into<i128>) -> Decimal {
+    money_to_decimal(units.into()).round_dp(2)
 }
 
 /// The plan as the contract's table, in account order, with `currency` added.
