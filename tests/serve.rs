@@ -153,12 +153,17 @@ struct Server {
 
 impl Server {
     fn start(db: &str) -> Server {
+        Server::start_with(db, DAY, &fixture().config)
+    }
+
+    /// Serves the fixture's book as of `day` with the config at `config`.
+    fn start_with(db: &str, day: &str, config: &Path) -> Server {
         let fx = fixture();
         let mut child = Command::new(binary())
             .args([
                 "serve",
                 "--as-of",
-                DAY,
+                day,
                 "--listen",
                 "127.0.0.1:0",
                 "--db",
@@ -169,7 +174,7 @@ impl Server {
             .arg("--model")
             .arg(fx.models.join("a"))
             .arg("--config")
-            .arg(&fx.config)
+            .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -191,15 +196,17 @@ impl Server {
             child,
             base: format!("http://{address}"),
         };
-        server.wait_ready();
+        server.wait_ready(day);
         server
     }
 
-    fn wait_ready(&self) {
+    /// Until the plan of `day` is served (a restart serves the stored plan
+    /// while it builds the day's).
+    fn wait_ready(&self, day: &str) {
         let started = Instant::now();
         loop {
             if let Ok(r) = client().get(self.url("/readyz")).send() {
-                if r.status() == 200 {
+                if r.status() == 200 && r.json::<Value>().is_ok_and(|v| v["day"] == day) {
                     return;
                 }
             }
@@ -967,6 +974,141 @@ fn segments_models_openapi_metrics(backend: Backend) {
     );
 }
 
+/// The dashboard's figures: tiers from the config, every tier × bucket cell,
+/// calibration on the outcomes and held out, and each change since the
+/// previous plan equal to the difference of the two plans' figures.
+fn segments_show_the_change_since_the_previous_plan(backend: Backend) {
+    let Some((dir, db)) = store_url(backend, "changes") else {
+        return;
+    };
+    let fx = fixture();
+    let config = dir.path().join("tiers.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[[risk_tiers]]\nname = \"red\"\np_pay_from = 0.0\n[[risk_tiers]]\nname = \"amber\"\np_pay_from = 0.3\n\
+             [[risk_tiers]]\nname = \"green\"\np_pay_from = 0.6\n",
+            std::fs::read_to_string(&fx.config).expect("config")
+        ),
+    )
+    .expect("config written");
+    let before = {
+        let server = Server::start_with(&db, "2026-09-16", &config);
+        server.json("/v1/segments", "manager")
+    };
+    assert!(
+        before["previous"].is_null(),
+        "the first plan has no previous"
+    );
+    assert!(before["segments"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .all(|c| c["change"].is_null()));
+    let server = Server::start_with(&db, DAY, &config);
+    let now = server.json("/v1/segments", "manager");
+    assert_eq!(now["previous"]["plan_id"], before["plan_id"]);
+    assert_eq!(now["previous"]["day"], "2026-09-16");
+    let tiers: Vec<&str> = now["risk_tiers"]
+        .as_array()
+        .expect("tiers")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(tiers, ["red", "amber", "green"]);
+    let cells = now["segments"].as_array().expect("cells");
+    assert_eq!(
+        cells.len(),
+        3 * 6,
+        "every tier × bucket cell, empty ones too"
+    );
+    let decimal = |v: &Value| {
+        v.as_str()
+            .expect("a decimal string")
+            .parse::<rust_decimal::Decimal>()
+            .expect("decimal")
+    };
+    let find = |segments: &Value, tier: &Value, bucket: &Value| -> Value {
+        segments["segments"]
+            .as_array()
+            .expect("cells")
+            .iter()
+            .find(|c| c["risk_tier"] == *tier && c["dpd_bucket"] == *bucket)
+            .cloned()
+            .expect("the same grid")
+    };
+    let mut moved = 0;
+    for cell in cells {
+        let old = find(&before, &cell["risk_tier"], &cell["dpd_bucket"]);
+        let change = &cell["change"];
+        assert_eq!(
+            change["accounts"].as_i64(),
+            Some(cell["accounts"].as_i64().expect("n") - old["accounts"].as_i64().expect("n"))
+        );
+        for field in ["balance", "expected_value"] {
+            assert_eq!(
+                decimal(&change[field]),
+                decimal(&cell[field]) - decimal(&old[field]),
+                "{field} change of {cell}"
+            );
+        }
+        moved += usize::from(change["accounts"] != 0);
+    }
+    assert!(moved > 0, "two weeks apart, some accounts change cell");
+    let total: u64 = cells
+        .iter()
+        .map(|c| c["accounts"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(total as usize, fx.plan.len());
+    assert_eq!(now["totals"]["accounts"].as_u64(), Some(total));
+    for queue in now["queues"].as_array().expect("queues") {
+        let old = before["queues"]
+            .as_array()
+            .expect("queues")
+            .iter()
+            .find(|q| q["strategy"] == queue["strategy"])
+            .expect("same strategies");
+        assert_eq!(
+            queue["planned_change"].as_i64(),
+            Some(queue["planned"].as_i64().expect("n") - old["planned"].as_i64().expect("n"))
+        );
+    }
+    let calibration = &now["calibration"];
+    assert_eq!(calibration["outcomes_in_training"], true);
+    let outcomes = &calibration["outcomes"];
+    assert_eq!(outcomes["deciles"].as_array().map(Vec::len), Some(10));
+    let rows: u64 = outcomes["deciles"]
+        .as_array()
+        .expect("deciles")
+        .iter()
+        .map(|d| d["rows"].as_u64().expect("rows"))
+        .sum();
+    assert_eq!(Some(rows), outcomes["rows"].as_u64());
+    assert!(outcomes["roc_auc"].as_f64().expect("auc") > 0.6);
+    assert_eq!(
+        calibration["held_out"]["deciles"].as_array().map(Vec::len),
+        Some(10)
+    );
+    // The same data and model on both days: the outcomes' calibration is unchanged.
+    assert_eq!(calibration["roc_auc_change"].as_f64(), Some(0.0));
+
+    // The page and its script, with a policy that loads nothing from elsewhere.
+    let page = client().get(server.url("/dashboard")).send().expect("page");
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"));
+    assert!(page.text().expect("html").contains("/dashboard/app.js"));
+    let script = client()
+        .get(server.url("/dashboard/app.js"))
+        .send()
+        .expect("script");
+    assert_eq!(script.status(), 200);
+    assert!(script.text().expect("js").contains("/v1/segments"));
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -987,4 +1129,5 @@ on_both_stores!(
     actions_survive_kill_9,
     bad_input_is_a_problem,
     segments_models_openapi_metrics,
+    segments_show_the_change_since_the_previous_plan,
 );

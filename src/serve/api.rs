@@ -1,7 +1,6 @@
 //! The HTTP API of the contract: handlers, their JSON shapes and the OpenAPI
 //! document generated from them.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -28,7 +27,7 @@ fn instant(micros: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn now_micros() -> i64 {
+pub(super) fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
 }
 
@@ -565,110 +564,6 @@ pub async fn account(
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SegmentView {
-    pub risk_tier: String,
-    pub dpd_bucket: String,
-    pub accounts: u64,
-    pub balance: String,
-    pub expected_value: String,
-    /// Accounts by planned strategy.
-    pub strategy_mix: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct QueueView {
-    pub strategy: String,
-    /// Accounts the plan put in the queue.
-    pub planned: u64,
-    /// The day's capacity; null is unlimited.
-    pub capacity: Option<u64>,
-    /// Still open (not blocked since the plan).
-    pub open: i64,
-    /// Leased now.
-    pub leased: i64,
-    pub expected_value: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Segments {
-    pub plan_id: i64,
-    pub day: NaiveDate,
-    pub model_version: String,
-    pub currency: String,
-    pub risk_tiers: Vec<RiskTier>,
-    pub segments: Vec<SegmentView>,
-    pub queues: Vec<QueueView>,
-    /// Strategies removed in the plan, by rule.
-    pub blocked: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RiskTier {
-    pub name: String,
-    /// P(pay) from which the tier starts.
-    pub p_pay_from: f64,
-}
-
-/// Risk tier by days-past-due bucket: accounts, balance, value and the plan's mix.
-#[utoipa::path(get, path = "/v1/segments", tag = "managers",
-    responses((status = 200, body = Segments), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 503, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn segments(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-) -> Result<Json<Segments>, Problem> {
-    app.authorize(&headers, Role::Manager)?;
-    let live = app
-        .live
-        .load_full()
-        .ok_or_else(|| Problem::unavailable("no plan is loaded yet; see GET /readyz"))?;
-    let sizes = app.store.queue_sizes(now_micros()).await?;
-    let summary = &live.summary;
-    Ok(Json(Segments {
-        plan_id: live.plan.plan_id,
-        day: live.plan.day,
-        model_version: live.plan.model_version.clone(),
-        currency: summary.currency.clone(),
-        risk_tiers: super::planning::RISK_TIERS
-            .iter()
-            .map(|(name, from)| RiskTier {
-                name: name.to_string(),
-                p_pay_from: *from,
-            })
-            .collect(),
-        segments: summary
-            .segments
-            .iter()
-            .map(|s| SegmentView {
-                risk_tier: s.risk_tier.clone(),
-                dpd_bucket: s.dpd_bucket.clone(),
-                accounts: s.accounts,
-                balance: money(s.balance).to_string(),
-                expected_value: money(s.expected_value).to_string(),
-                strategy_mix: s.strategy_mix.clone(),
-            })
-            .collect(),
-        queues: summary
-            .queues
-            .iter()
-            .map(|(strategy, planned, capacity, value)| {
-                let (open, leased) = sizes.get(strategy).copied().unwrap_or((0, 0));
-                QueueView {
-                    strategy: strategy.clone(),
-                    planned: *planned,
-                    capacity: *capacity,
-                    open,
-                    leased,
-                    expected_value: money(*value).to_string(),
-                }
-            })
-            .collect(),
-        blocked: summary.blocked.clone(),
-    }))
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ModelView {
     pub version: String,
     pub created_at: String,
@@ -860,7 +755,7 @@ impl utoipa::Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "prioritize", description = "Ranked collection worklists, leases, actions, segments and models."),
-    paths(healthz, readyz, metrics, worklist, lease, record_action, account, segments, models,
+    paths(healthz, readyz, metrics, worklist, lease, record_action, account, super::segments::segments, models,
         activate_model, start_run, get_run),
     modifiers(&Security),
     tags(

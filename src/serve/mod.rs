@@ -9,6 +9,7 @@
 pub mod api;
 pub mod planning;
 pub mod problem;
+pub mod segments;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -98,6 +99,8 @@ pub struct Live {
     pub summary: planning::Summary,
     /// Distinct time zones of the plan's accounts.
     pub zones: Vec<(String, chrono_tz::Tz)>,
+    /// The plan before it, for what changed.
+    pub previous: Option<(PlanMeta, planning::Summary)>,
 }
 
 /// Counters and histograms for `/metrics`.
@@ -361,7 +364,7 @@ impl App {
             let data_set = DataSet::load(&data)?;
             let model: Model = folder::load(&model_dir)?;
             let hash = folder::data_hash(&data)?;
-            let built = planning::build(&data_set, &model, &config, day)?;
+            let built = planning::build(&data_set, &hash, &model, &config, day)?;
             Ok((built, hash))
         })
         .await
@@ -402,6 +405,13 @@ impl App {
             return Ok(());
         }
         let summary: planning::Summary = serde_json::from_str(&plan.summary)?;
+        let previous = match self.store.previous_plan().await? {
+            Some(before) => {
+                let summary = serde_json::from_str(&before.summary)?;
+                Some((before, summary))
+            }
+            None => None,
+        };
         let zones = self
             .store
             .zones()
@@ -419,6 +429,7 @@ impl App {
             plan,
             summary,
             zones,
+            previous,
         })));
         Ok(())
     }
@@ -467,6 +478,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi))
         .route("/docs", get(api::docs))
+        .route("/dashboard", get(segments::dashboard))
+        .route("/dashboard/app.js", get(segments::dashboard_script))
         .route("/v1/worklists/{strategy}", get(api::worklist))
         .route("/v1/worklists/{strategy}/leases", post(api::lease))
         .route("/v1/accounts/{account_id}", get(api::account))
@@ -474,7 +487,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/accounts/{account_id}/actions",
             post(api::record_action),
         )
-        .route("/v1/segments", get(api::segments))
+        .route("/v1/segments", get(segments::segments))
         .route("/v1/models", get(api::models))
         .route("/v1/models/{version}/activate", post(api::activate_model))
         .route("/v1/runs", post(api::start_run))

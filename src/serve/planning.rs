@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use super::store::PlanRow;
 use crate::contract::parse::{days_to_date, money_to_decimal};
 use crate::contract::{DataSet, Strategy};
+use crate::model::metrics::Metrics;
+use crate::model::train::labelled;
 use crate::model::Model;
 use crate::strategy::allocate::K;
-use crate::strategy::config::EngineConfig;
+use crate::strategy::config::{risk_tier_index, EngineConfig, RiskTier};
 use crate::strategy::plan::{
     assess, blocked_text, decide, priority, queue_ranks, Book, Decision, PlanError,
 };
@@ -20,25 +22,8 @@ use crate::strategy::plan::{
 /// Actions of the data folder kept with each account, for `GET /v1/accounts/{id}`.
 pub const HISTORY: usize = 5;
 
-/// Risk tiers by the calibrated P(pay): a tier holds accounts with P(pay) at
-/// or above its floor and below the next tier's.
-pub const RISK_TIERS: [(&str, f64); 4] = [
-    ("very_high", 0.0),
-    ("high", 0.25),
-    ("medium", 0.5),
-    ("low", 0.75),
-];
-
 /// Days-past-due buckets.
 pub const DPD_BUCKETS: [&str; 6] = ["current", "1-30", "31-60", "61-90", "91-180", "180+"];
-
-/// The index in [`RISK_TIERS`] of an account with this P(pay).
-pub fn risk_tier_index(p_pay: f64) -> usize {
-    RISK_TIERS
-        .iter()
-        .rposition(|(_, floor)| p_pay >= *floor)
-        .unwrap_or(0)
-}
 
 /// The index in [`DPD_BUCKETS`] of `days` past due.
 pub fn dpd_bucket_index(days: i32) -> usize {
@@ -65,10 +50,72 @@ pub struct Segment {
     pub strategy_mix: std::collections::BTreeMap<String, u64>,
 }
 
+/// Predicted against observed P(pay), by tenth of the predictions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct CalibrationSet {
+    pub rows: usize,
+    pub roc_auc: f64,
+    pub brier: f64,
+    pub observed_rate: f64,
+    pub mean_predicted: f64,
+    /// Highest predictions first.
+    pub deciles: Vec<CalibrationDecile>,
+}
+
+/// One tenth of the scored rows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct CalibrationDecile {
+    /// 1 holds the highest predicted P(pay).
+    pub decile: usize,
+    pub rows: usize,
+    pub mean_predicted: f64,
+    pub observed_rate: f64,
+}
+
+impl From<&Metrics> for CalibrationSet {
+    fn from(m: &Metrics) -> Self {
+        CalibrationSet {
+            rows: m.rows,
+            roc_auc: m.roc_auc,
+            brier: m.brier,
+            observed_rate: m.observed_rate,
+            mean_predicted: m.mean_predicted,
+            deciles: m
+                .deciles
+                .iter()
+                .map(|d| CalibrationDecile {
+                    decile: d.decile,
+                    rows: d.rows,
+                    mean_predicted: d.mean_predicted,
+                    observed_rate: d.observed_rate,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// How well the plan's P(pay) model predicts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Calibration {
+    /// On the served data folder's logged decisions whose outcome is known
+    /// (features as of each decision); absent when it has none.
+    pub outcomes: Option<CalibrationSet>,
+    /// Whether the model was trained on this same data folder, which makes
+    /// `outcomes` flattering: `held_out` is then the honest figure.
+    pub outcomes_in_training: bool,
+    /// On the rows held out when the model was trained.
+    pub held_out: CalibrationSet,
+}
+
 /// What a plan did, by segment and strategy; stored with the plan.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct Summary {
     pub currency: String,
+    /// The tiers the segments were cut by.
+    #[serde(default)]
+    pub risk_tiers: Vec<RiskTier>,
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
     pub segments: Vec<Segment>,
     /// By strategy: planned accounts, capacity, expected value (ten-thousandths).
     pub queues: Vec<(String, u64, Option<u64>, i128)>,
@@ -85,9 +132,10 @@ pub struct Built {
     pub summary: Summary,
 }
 
-/// Plans `day` for every account of `data` with `model`.
+/// Plans `day` for every account of `data` (whose hash is `data_hash`) with `model`.
 pub fn build(
     data: &DataSet,
+    data_hash: &str,
     model: &Model,
     config: &EngineConfig,
     day: NaiveDate,
@@ -97,7 +145,9 @@ pub fn build(
     })?;
     let decisions = decide(&book, config);
     let rows = rows(data, &book, &decisions, config)?;
-    let summary = summarise(&book, &decisions, config);
+    let mut summary = summarise(&book, &decisions, config);
+    tracing::info!(step = "calibration", "building the plan");
+    summary.calibration = Some(calibration(data, data_hash, model)?);
     Ok(Built {
         day,
         model_version: book.model_version.clone(),
@@ -221,16 +271,33 @@ fn histories(actions: &DataFrame) -> PolarsResult<HashMap<String, String>> {
         .collect())
 }
 
+/// The model's calibration on the data folder's outcomes and on its held-out rows.
+fn calibration(data: &DataSet, data_hash: &str, model: &Model) -> Result<Calibration, PlanError> {
+    let outcomes = if data.outcomes.height() == 0 {
+        None
+    } else {
+        let rows = labelled(data)?;
+        let p = model.p_pay(&rows.features)?;
+        Some(CalibrationSet::from(&Metrics::of(&p, &rows.paid, None)))
+    };
+    Ok(Calibration {
+        outcomes,
+        outcomes_in_training: model.meta.data_hash == data_hash,
+        held_out: CalibrationSet::from(model.meta.propensity.test()),
+    })
+}
+
 fn summarise(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Summary {
+    let tiers = &config.risk_tiers;
     let mut cells: HashMap<(usize, usize), Segment> = HashMap::new();
     let mut queues: Vec<(u64, i128)> = vec![(0, 0); K];
     let mut blocked: std::collections::BTreeMap<String, u64> = Default::default();
     for (i, decision) in decisions.iter().enumerate() {
-        let tier = risk_tier_index(book.risk[i]);
+        let tier = risk_tier_index(tiers, book.risk[i]);
         let bucket = dpd_bucket_index(book.days_past_due[i]);
         let value = i128::from(book.values[i][decision.strategy].expect("allowed"));
         let cell = cells.entry((tier, bucket)).or_insert_with(|| Segment {
-            risk_tier: RISK_TIERS[tier].0.to_string(),
+            risk_tier: tiers[tier].name.clone(),
             dpd_bucket: DPD_BUCKETS[bucket].to_string(),
             accounts: 0,
             balance: 0,
@@ -253,13 +320,15 @@ fn summarise(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Summ
     let mut segments: Vec<Segment> = cells.into_values().collect();
     let order = |s: &Segment| {
         (
-            RISK_TIERS.iter().position(|t| t.0 == s.risk_tier),
+            tiers.iter().position(|t| t.name == s.risk_tier),
             DPD_BUCKETS.iter().position(|b| *b == s.dpd_bucket),
         )
     };
     segments.sort_by_key(order);
     Summary {
         currency: book.currency.first().cloned().unwrap_or_default(),
+        risk_tiers: tiers.clone(),
+        calibration: None,
         segments,
         queues: Strategy::ALL
             .iter()

@@ -328,6 +328,8 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> Backend;
     /// The active plan, if any.
     async fn active_plan(&self) -> Result<Option<PlanMeta>, StoreError>;
+    /// The newest stored plan older than the active one.
+    async fn previous_plan(&self) -> Result<Option<PlanMeta>, StoreError>;
     /// Stores a plan's rows (not yet active); returns its id.
     async fn insert_plan(&self, meta: &PlanMeta, rows: &[PlanRow]) -> Result<i64, StoreError>;
     /// Makes a stored plan the active one, atomically: active leases carry
@@ -756,6 +758,22 @@ fn is_unique_violation(error: &StoreError) -> bool {
     }
 }
 
+/// A `plans` row.
+fn plan_meta(row: &sqlx::any::AnyRow) -> Result<PlanMeta, StoreError> {
+    let day: String = row.try_get("day")?;
+    Ok(PlanMeta {
+        plan_id: row.try_get("plan_id")?,
+        created_at: row.try_get("created_at")?,
+        day: day
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("stored plan day {day:?}")))?,
+        model_version: row.try_get("model_version")?,
+        data_hash: row.try_get("data_hash")?,
+        accounts: row.try_get("accounts")?,
+        summary: row.try_get("summary")?,
+    })
+}
+
 #[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
@@ -769,19 +787,18 @@ impl Store for SqlStore {
         )
         .fetch_optional(&self.read)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let day: String = row.try_get("day")?;
-        Ok(Some(PlanMeta {
-            plan_id: row.try_get("plan_id")?,
-            created_at: row.try_get("created_at")?,
-            day: day
-                .parse()
-                .map_err(|_| StoreError::Invalid(format!("stored plan day {day:?}")))?,
-            model_version: row.try_get("model_version")?,
-            data_hash: row.try_get("data_hash")?,
-            accounts: row.try_get("accounts")?,
-            summary: row.try_get("summary")?,
-        }))
+        row.map(|row| plan_meta(&row)).transpose()
+    }
+
+    async fn previous_plan(&self) -> Result<Option<PlanMeta>, StoreError> {
+        let row = sqlx::query(
+            "SELECT p.plan_id, p.created_at, p.day, p.model_version, p.data_hash, p.accounts, p.summary \
+             FROM plans p WHERE p.plan_id < (SELECT plan_id FROM active_plan WHERE id = 1) \
+             ORDER BY p.plan_id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| plan_meta(&row)).transpose()
     }
 
     async fn insert_plan(&self, meta: &PlanMeta, rows: &[PlanRow]) -> Result<i64, StoreError> {

@@ -19,6 +19,13 @@
 //! conversation_cool_off_days = 7
 //! calling_hours = ["08:00", "21:00"]
 //!
+//! [[risk_tiers]]                # the segments' risk tiers, by calibrated P(pay);
+//! name = "very_high"             # the first starts at 0, each next one higher
+//! p_pay_from = 0.0
+//! [[risk_tiers]]
+//! name = "high"
+//! p_pay_from = 0.25
+//!
 //! [[api_keys]]                   # read by `serve`
 //! role = "collector"
 //! key_sha256 = "…"
@@ -66,6 +73,40 @@ pub struct ApiKey {
     pub key_sha256: String,
 }
 
+/// A risk tier: accounts whose calibrated P(pay) is at least `p_pay_from`
+/// and below the next tier's.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskTier {
+    pub name: String,
+    /// P(pay) from which the tier starts.
+    pub p_pay_from: f64,
+}
+
+/// The default risk tiers: quarters of P(pay), the riskiest first.
+pub fn default_risk_tiers() -> Vec<RiskTier> {
+    [
+        ("very_high", 0.0),
+        ("high", 0.25),
+        ("medium", 0.5),
+        ("low", 0.75),
+    ]
+    .into_iter()
+    .map(|(name, p_pay_from)| RiskTier {
+        name: name.into(),
+        p_pay_from,
+    })
+    .collect()
+}
+
+/// The index in `tiers` of an account with this P(pay).
+pub fn risk_tier_index(tiers: &[RiskTier], p_pay: f64) -> usize {
+    tiers
+        .iter()
+        .rposition(|t| p_pay >= t.p_pay_from)
+        .unwrap_or(0)
+}
+
 /// Everything the engine is configured with.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -77,6 +118,8 @@ pub struct EngineConfig {
     /// Seed of the exploration draw (with the account id and the day).
     pub explore_seed: u64,
     pub api_keys: Vec<ApiKey>,
+    /// Risk tiers of the segments, from the riskiest (lowest P(pay)) up.
+    pub risk_tiers: Vec<RiskTier>,
 }
 
 /// The contract's default cost per use, in strategy order.
@@ -95,6 +138,7 @@ impl Default for EngineConfig {
             explore: 0.05,
             explore_seed: 0,
             api_keys: Vec::new(),
+            risk_tiers: default_risk_tiers(),
         }
     }
 }
@@ -109,6 +153,7 @@ struct FileConfig {
     rules: Option<FileRules>,
     #[serde(default)]
     api_keys: Vec<ApiKey>,
+    risk_tiers: Option<Vec<RiskTier>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +182,38 @@ fn check_cost(cost: Decimal) -> Result<Decimal, String> {
         return Err(format!("cost {cost} has more than 4 fractional digits"));
     }
     Ok(cost)
+}
+
+/// Tiers start at 0 and rise strictly below 1, each with a distinct name.
+fn check_risk_tiers(tiers: &[RiskTier]) -> Result<(), String> {
+    let Some(first) = tiers.first() else {
+        return Err("risk_tiers: at least one tier is needed".into());
+    };
+    if first.p_pay_from != 0.0 {
+        return Err(format!(
+            "risk_tiers[0].p_pay_from: the first tier must start at 0, not {}",
+            first.p_pay_from
+        ));
+    }
+    for (index, tier) in tiers.iter().enumerate() {
+        if tier.name.trim().is_empty() {
+            return Err(format!("risk_tiers[{index}].name: empty"));
+        }
+        if tiers[..index].iter().any(|t| t.name == tier.name) {
+            return Err(format!(
+                "risk_tiers[{index}].name: {:?} is used twice",
+                tier.name
+            ));
+        }
+        if index > 0 && !(tier.p_pay_from > tiers[index - 1].p_pay_from && tier.p_pay_from < 1.0) {
+            return Err(format!(
+                "risk_tiers[{index}].p_pay_from: {} must be above the previous tier's {} and below 1",
+                tier.p_pay_from,
+                tiers[index - 1].p_pay_from
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_hour(text: &str) -> Result<NaiveTime, String> {
@@ -251,6 +328,10 @@ impl EngineConfig {
             }
         }
         config.api_keys = file.api_keys;
+        if let Some(tiers) = file.risk_tiers {
+            check_risk_tiers(&tiers)?;
+            config.risk_tiers = tiers;
+        }
         Ok(config)
     }
 
@@ -399,5 +480,38 @@ calling_hours = ["09:00", "20:00"]
             .unwrap_err()
             .to_string();
         assert!(flag.contains("--cost call=1.23456"), "{flag}");
+    }
+
+    #[test]
+    fn risk_tiers_come_from_the_file_and_must_rise_from_zero() {
+        let config = EngineConfig::from_toml(
+            "[[risk_tiers]]\nname = \"red\"\np_pay_from = 0.0\n[[risk_tiers]]\nname = \"green\"\np_pay_from = 0.4\n",
+        )
+        .expect("valid tiers");
+        let names: Vec<&str> = config.risk_tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["red", "green"]);
+        assert_eq!(risk_tier_index(&config.risk_tiers, 0.39), 0);
+        assert_eq!(risk_tier_index(&config.risk_tiers, 0.4), 1);
+        assert_eq!(
+            risk_tier_index(&EngineConfig::default().risk_tiers, 0.99),
+            3
+        );
+        for (tiers, field) in [
+            (
+                "name = \"a\"\np_pay_from = 0.1\n",
+                "risk_tiers[0].p_pay_from",
+            ),
+            (
+                "name = \"a\"\np_pay_from = 0.0\n[[risk_tiers]]\nname = \"b\"\np_pay_from = 0.0\n",
+                "risk_tiers[1].p_pay_from",
+            ),
+            (
+                "name = \"a\"\np_pay_from = 0.0\n[[risk_tiers]]\nname = \"a\"\np_pay_from = 0.5\n",
+                "risk_tiers[1].name",
+            ),
+        ] {
+            let error = EngineConfig::from_toml(&format!("[[risk_tiers]]\n{tiers}")).unwrap_err();
+            assert!(error.contains(field), "{error}");
+        }
     }
 }
