@@ -182,6 +182,7 @@ fn serve(
             "\n7. serving the plan of {as_of} on {base} (store {})",
             db.display()
         );
+        println!("   dashboard     {base}/dashboard   (paste the manager key)");
         println!("   API docs      {base}/docs   (OpenAPI: {base}/openapi.json)");
         println!("   ready?        {base}/readyz");
         println!("   demo keys (new every run; only their SHA-256 is kept):");
