@@ -228,6 +228,9 @@ pub enum Command {
         /// value and the best possible allocation.
         #[arg(long)]
         truth: Option<PathBuf>,
+        /// Also write the figures as JSON to this file (for notebooks and scripts).
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Compute the model features of a data folder and write them to Parquet.
     Features {

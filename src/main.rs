@@ -112,7 +112,15 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             as_of,
             engine,
             truth,
-        } => cmd::evaluate_policy::run(&data, &model, as_of, &engine, truth.as_deref()),
+            json,
+        } => cmd::evaluate_policy::run(
+            &data,
+            &model,
+            as_of,
+            &engine,
+            truth.as_deref(),
+            json.as_deref(),
+        ),
         Command::Features { list: true, .. } => Ok(catalog::markdown_table()),
         Command::Features {
             data, as_of, out, ..

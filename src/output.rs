@@ -69,6 +69,27 @@ pub fn write_frame(frame: &mut DataFrame, path: &Path, format: Format) -> Result
     sync_dir(&parent)
 }
 
+/// Writes a text file durably: a temporary file, flushed, renamed onto `path`.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    let parent = parent_of(path);
+    fs::create_dir_all(&parent).with_context(|| format!("creating folder {}", parent.display()))?;
+    let temporary = temporary_sibling(path, "tmp");
+    let written = (|| -> Result<()> {
+        let mut file = File::create(&temporary)
+            .with_context(|| format!("creating {}", temporary.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
+        fs::rename(&temporary, path)
+            .with_context(|| format!("moving output into place at {}", path.display()))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written?;
+    sync_dir(&parent)
+}
+
 /// Whether a file name is one this project writes into a table folder.
 fn is_table_file(name: &str) -> bool {
     TABLES

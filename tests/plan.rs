@@ -440,11 +440,15 @@ fn a_plan_has_the_contracts_columns_fills_capacity_in_rank_order_and_records_exp
     assert_eq!(fs::read_to_string(&again).unwrap(), text);
 }
 
-/// `evaluate-policy` on a book the default model never saw.
-fn evaluate(data: &Path, truth: &Path) -> String {
+/// `evaluate-policy` on a book the default model never saw: the report and
+/// its `--json` figures.
+fn evaluate(data: &Path, truth: &Path) -> (String, serde_json::Value) {
+    let json = data.with_extension("policy.json");
     let output = prioritize()
         .args(["evaluate-policy", "--data"])
         .arg(data)
+        .arg("--json")
+        .arg(&json)
         .arg("--model")
         .arg(default_model())
         .arg("--truth")
@@ -470,7 +474,8 @@ fn evaluate(data: &Path, truth: &Path) -> String {
         .get_output()
         .stdout
         .clone();
-    String::from_utf8(output).unwrap()
+    let figures = serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();
+    (String::from_utf8(output).unwrap(), figures)
 }
 
 fn number_after(report: &str, label: &str) -> f64 {
@@ -491,7 +496,7 @@ fn number_after(report: &str, label: &str) -> f64 {
 fn the_plan_beats_the_staged_baseline_on_the_simulators_truth() {
     let dir = tempfile::tempdir().unwrap();
     let (data, truth) = book(dir.path(), "book", 3000, 13);
-    let report = evaluate(&data, &truth);
+    let (report, figures) = evaluate(&data, &truth);
     let plan = number_after(&report, "True net money collected: plan");
     let baseline = number_after(&report, "against baseline");
     assert!(
@@ -505,6 +510,30 @@ fn the_plan_beats_the_staged_baseline_on_the_simulators_truth() {
     let plan_row = report.lines().find(|l| l.starts_with("| plan")).unwrap();
     let true_total = |row: &str| -> f64 { row.split('|').nth(6).unwrap().trim().parse().unwrap() };
     assert!(true_total(oracle_row) >= true_total(plan_row));
+    // The JSON holds the report's figures, money as decimal strings.
+    let policies = figures["policies"].as_array().unwrap();
+    let json_plan = policies
+        .iter()
+        .find(|p| p["policy"] == "plan (this model)")
+        .unwrap();
+    assert_eq!(
+        json_plan["true_total"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        true_total(plan_row)
+    );
+    assert_eq!(policies.len(), 4, "plan, baseline, none and the oracle");
+    assert_eq!(figures["accounts"], 3000);
+    let calls = figures["capacity_use"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["strategy"] == "call")
+        .unwrap();
+    assert_eq!(calls["capacity"], 120);
+    assert!(calls["plan"].as_u64().unwrap() <= 120);
 }
 
 #[test]

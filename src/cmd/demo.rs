@@ -86,7 +86,8 @@ pub fn run(dir: &Path, accounts: usize, listen: Option<SocketAddr>) -> Result<St
             &model,
             Some(as_of),
             &engine,
-            Some(&dir.join("truth.parquet"))
+            Some(&dir.join("truth.parquet")),
+            None,
         )?
     );
     let data_set = DataSet::load(&data)?;

@@ -42,6 +42,7 @@ pub fn run(
     as_of: Option<NaiveDate>,
     engine: &EngineArgs,
     truth: Option<&Path>,
+    json: Option<&Path>,
 ) -> Result<String> {
     let mut config = super::plan::engine_config(engine)?;
     // The policy judged is the plan itself, without exploration's random share.
@@ -88,6 +89,19 @@ pub fn run(
         policies.push(("oracle (true values)", best));
     }
     let n = book.len() as i64;
+    let trained_on_these = crate::model::folder::data_hash(data).ok().as_deref()
+        == Some(model.meta.data_hash.as_str());
+    let mut report = serde_json::json!({
+        "day": day,
+        "accounts": book.len(),
+        "logged_decisions": log.rows.len(),
+        "skipped_outcomes": log.skipped,
+        "model_version": book.model_version,
+        "currency": currency,
+        "trained_on_these": trained_on_these,
+        "logged_observed_mean": logged_mean(&log).round_dp(2).to_string(),
+    });
+    let mut policy_rows = Vec::new();
     out.push_str(&format!(
         "| policy | inverse propensity | doubly robust | agreeing rows |{}\n|---|---|---|---|{}\n",
         if truth.is_some() {
@@ -99,11 +113,17 @@ pub fn run(
     ));
     for (name, decisions) in &policies {
         let e = estimate(&book, &log, decisions);
-        let true_part = match &truth {
-            Some(t) => {
-                let sum = total(t, decisions);
-                format!(" {} | {} |", money(sum / n), money(sum))
-            }
+        let true_sum = truth.as_ref().map(|t| total(t, decisions));
+        policy_rows.push(serde_json::json!({
+            "policy": name,
+            "inverse_propensity": e.ips.round_dp(2).to_string(),
+            "doubly_robust": e.doubly_robust.round_dp(2).to_string(),
+            "agreeing_rows": e.agreeing,
+            "true_mean": true_sum.map(|sum| money(sum / n).to_string()),
+            "true_total": true_sum.map(|sum| money(sum).to_string()),
+        }));
+        let true_part = match true_sum {
+            Some(sum) => format!(" {} | {} |", money(sum / n), money(sum)),
             None => String::new(),
         };
         out.push_str(&format!(
@@ -119,8 +139,8 @@ pub fn run(
         log.rows.len(),
         if truth.is_some() { " | |" } else { "" }
     ));
-    if crate::model::folder::data_hash(data).ok().as_deref() == Some(model.meta.data_hash.as_str())
-    {
+    report["policies"] = serde_json::Value::Array(policy_rows);
+    if trained_on_these {
         out.push_str(
             "\nThis model was trained on these outcomes: the estimates flatter it. Judge it on a book it has not seen.\n",
         );
@@ -133,8 +153,16 @@ pub fn run(
     }
     out.push_str("\nUse of capacity (accounts planned / capacity):\n");
     let count = |d: &[Decision], s: usize| d.iter().filter(|x| x.strategy == s).count();
+    let mut capacity_rows = Vec::new();
     for s in 0..K {
         if let Some(capacity) = config.strategies[s].capacity {
+            capacity_rows.push(serde_json::json!({
+                "strategy": Strategy::ALL[s].as_str(),
+                "capacity": capacity,
+                "plan": count(&plan, s),
+                "baseline": count(&baseline, s),
+                "oracle": oracle_decisions.as_ref().map(|o| count(o, s)),
+            }));
             out.push_str(&format!(
                 "  {:<18} plan {:>7}  baseline {:>7}{}  of {capacity}\n",
                 Strategy::ALL[s].as_str(),
@@ -146,6 +174,10 @@ pub fn run(
                     .unwrap_or_default(),
             ));
         }
+    }
+    report["capacity_use"] = serde_json::Value::Array(capacity_rows);
+    if let Some(path) = json {
+        crate::output::write_text(path, &serde_json::to_string_pretty(&report)?)?;
     }
     if let (Some(t), Some(best)) = (&truth, &oracle_decisions) {
         let (p, b, z, o) = (
