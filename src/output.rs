@@ -49,37 +49,28 @@ fn parent_of(path: &Path) -> PathBuf {
 
 /// Writes one frame durably: a temporary file, flushed, renamed onto `path`.
 pub fn write_frame(frame: &mut DataFrame, path: &Path, format: Format) -> Result<()> {
-    let parent = parent_of(path);
-    fs::create_dir_all(&parent).with_context(|| format!("creating folder {}", parent.display()))?;
-    let temporary = temporary_sibling(path, "tmp");
-    let written = (|| -> Result<()> {
-        let mut file = File::create(&temporary)
-            .with_context(|| format!("creating {}", temporary.display()))?;
-        write_to(frame, &mut file, format)
-            .with_context(|| format!("writing {}", path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("flushing {}", path.display()))?;
-        fs::rename(&temporary, path)
-            .with_context(|| format!("moving output into place at {}", path.display()))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written?;
-    sync_dir(&parent)
+    write_durably(path, |file| Ok(write_to(frame, file, format)?))
 }
 
-/// Writes a text file durably: a temporary file, flushed, renamed onto `path`.
+/// Writes a text file durably, as [`write_frame`] does.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    write_durably(path, |file| {
+        Ok(std::io::Write::write_all(file, text.as_bytes())?)
+    })
+}
+
+/// Writes `path` through `write` into a temporary sibling, flushes it and
+/// renames it into place: a reader sees the old file or the whole new one.
+fn write_durably(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
     let parent = parent_of(path);
     fs::create_dir_all(&parent).with_context(|| format!("creating folder {}", parent.display()))?;
     let temporary = temporary_sibling(path, "tmp");
     let written = (|| -> Result<()> {
         let mut file = File::create(&temporary)
             .with_context(|| format!("creating {}", temporary.display()))?;
-        std::io::Write::write_all(&mut file, text.as_bytes())
-            .and_then(|_| file.sync_all())
-            .with_context(|| format!("writing {}", path.display()))?;
+        write(&mut file).with_context(|| format!("writing {}", path.display()))?;
+        file.sync_all()
+            .with_context(|| format!("flushing {}", path.display()))?;
         fs::rename(&temporary, path)
             .with_context(|| format!("moving output into place at {}", path.display()))
     })();
