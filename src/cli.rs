@@ -38,6 +38,13 @@ pub struct EngineArgs {
     /// TOML file with costs, capacities, rule parameters and the exploration share.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Champion/challenger: a second model folder that plans a share of the
+    /// people (with that share of each capacity); each plan row names its model.
+    #[arg(long, value_name = "MODEL_DIR")]
+    pub challenger: Option<PathBuf>,
+    /// Share of people (strictly between 0 and 1) the challenger plans (default 0.1).
+    #[arg(long, value_name = "SHARE")]
+    pub challenger_share: Option<f64>,
 }
 
 /// Which learner the strategy-response model uses.

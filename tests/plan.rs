@@ -52,6 +52,39 @@ fn plan(data: &Path, out: &Path, extra: &[&str]) {
 
 type Row = HashMap<String, String>;
 
+/// A plan's queues, each checked to count its ranks from 1 and to run in
+/// priority order (highest first).
+fn assert_ranked(rows: &[Row]) -> HashMap<&str, Vec<&Row>> {
+    let mut queues: HashMap<&str, Vec<&Row>> = HashMap::new();
+    for row in rows {
+        queues
+            .entry(row["strategy"].as_str())
+            .or_default()
+            .push(row);
+    }
+    for (strategy, queue) in &mut queues {
+        queue.sort_by_key(|r| r["queue_rank"].parse::<u32>().unwrap());
+        let ranks: Vec<u32> = queue
+            .iter()
+            .map(|r| r["queue_rank"].parse().unwrap())
+            .collect();
+        assert_eq!(
+            ranks,
+            (1..=queue.len() as u32).collect::<Vec<_>>(),
+            "{strategy}"
+        );
+        let priorities: Vec<f64> = queue
+            .iter()
+            .map(|r| r["priority"].parse().unwrap())
+            .collect();
+        assert!(
+            priorities.windows(2).all(|w| w[0] >= w[1]),
+            "{strategy}: queue not in priority order"
+        );
+    }
+    queues
+}
+
 fn read_csv(path: &Path) -> Vec<Row> {
     let mut reader = csv::Reader::from_path(path).expect("readable CSV");
     let headers = reader.headers().expect("headers").clone();
@@ -391,15 +424,8 @@ fn a_plan_has_the_contracts_columns_fills_capacity_in_rank_order_and_records_exp
     ));
     let rows = read_csv(&out);
     assert_eq!(rows.len(), 3000);
-    let mut queues: HashMap<&str, Vec<(u32, f64)>> = HashMap::new();
     let mut explored = 0;
     for row in &rows {
-        let rank: u32 = row["queue_rank"].parse().unwrap();
-        let priority: f64 = row["priority"].parse().unwrap();
-        queues
-            .entry(row["strategy"].as_str())
-            .or_default()
-            .push((rank, priority));
         let propensity: f64 = row["propensity"].parse().unwrap();
         assert!(propensity > 0.0 && propensity <= 1.0);
         if propensity < 1.0 {
@@ -414,25 +440,13 @@ fn a_plan_has_the_contracts_columns_fills_capacity_in_rank_order_and_records_exp
         );
         assert!(!row["model_version"].is_empty());
     }
+    let queues = assert_ranked(&rows);
     // Exploration takes its share (20 % of 3000, give or take the draw).
     assert!((450..=750).contains(&explored), "{explored} explored");
     for (strategy, limit) in capacity {
         let used = queues.get(strategy).map_or(0, Vec::len);
         assert!(used <= limit, "{strategy}: {used} > {limit}");
         assert_eq!(used, limit, "{strategy}: capacity should bind on this book");
-    }
-    for (strategy, queue) in &mut queues {
-        queue.sort_by_key(|q| q.0);
-        let ranks: Vec<u32> = queue.iter().map(|q| q.0).collect();
-        assert_eq!(
-            ranks,
-            (1..=queue.len() as u32).collect::<Vec<_>>(),
-            "{strategy}"
-        );
-        assert!(
-            queue.windows(2).all(|w| w[0].1 >= w[1].1),
-            "{strategy}: queue not in priority order"
-        );
     }
     // The same inputs give the same plan.
     let again = dir.path().join("again.csv");
@@ -579,4 +593,134 @@ fn bad_engine_settings_are_refused_naming_the_flag_or_field() {
         .arg(&other_truth)
         .assert()
         .failure();
+}
+
+/// Champion/challenger: a second model plans a fixed share of the people
+/// (all of a person's accounts on one side), with that share of each
+/// capacity, under the same rules; every row names the model that decided it.
+#[test]
+fn a_challenger_plans_its_share_of_people_with_its_share_of_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = book(dir.path(), "book", 3000, 16);
+    add_edge_cases(&data);
+    let (training, _) = book(dir.path(), "training", 1500, 17);
+    let challenger = dir.path().join("challenger");
+    prioritize()
+        .args([
+            "train",
+            "--response-learner",
+            "scorecard",
+            "--trees",
+            "40",
+            "--data",
+        ])
+        .arg(&training)
+        .arg("--out")
+        .arg(&challenger)
+        .assert()
+        .success();
+    let version_of = |dir: &Path| -> String {
+        let meta: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+        meta["version"].as_str().unwrap().to_string()
+    };
+    let (champion_version, challenger_version) =
+        (version_of(&default_model()), version_of(&challenger));
+    assert_ne!(champion_version, challenger_version);
+
+    let capacity = [
+        ("call", 90usize),
+        ("installment_plan", 60),
+        ("demand_letter", 120),
+    ];
+    let mut args = vec!["--explore".to_string(), "0".into(), "--challenger".into()];
+    args.push(challenger.to_str().unwrap().into());
+    args.extend(["--challenger-share".into(), "0.3".into()]);
+    for (s, c) in capacity {
+        args.extend(["--capacity".into(), format!("{s}={c}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = dir.path().join("plan.csv");
+    plan(&data, &out, &args);
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 3000);
+    assert_compliant(&data, &rows);
+
+    let accounts = read_csv(&data.join("accounts.csv"));
+    let person_of: HashMap<&str, &str> = accounts
+        .iter()
+        .map(|a| (a["account_id"].as_str(), a["customer_id"].as_str()))
+        .collect();
+    let mut side_of_person: HashMap<&str, &str> = HashMap::new();
+    let mut by_side: HashMap<&str, Vec<&Row>> = HashMap::new();
+    for row in &rows {
+        let version = row["model_version"].as_str();
+        assert!(
+            version == champion_version || version == challenger_version,
+            "{version}"
+        );
+        let person = person_of[row["account_id"].as_str()];
+        let side = side_of_person.entry(person).or_insert(version);
+        assert_eq!(
+            *side, version,
+            "person {person} is split between the models"
+        );
+        by_side.entry(version).or_default().push(row);
+    }
+    let people = side_of_person.len() as f64;
+    let challenger_people = side_of_person
+        .values()
+        .filter(|&&v| v == challenger_version)
+        .count() as f64;
+    let share = challenger_people / people;
+    assert!((0.25..=0.35).contains(&share), "challenger share {share}");
+
+    // Each side keeps to its share of every capacity (what the challenger
+    // leaves unused does not go to the champion); the champion's binds.
+    let n = rows.len() as f64;
+    let challenger_accounts = by_side[challenger_version.as_str()].len() as f64;
+    for (strategy, total) in capacity {
+        let used = |version: &str| {
+            by_side[version]
+                .iter()
+                .filter(|r| r["strategy"] == strategy)
+                .count()
+        };
+        let mine = ((total as f64) * challenger_accounts / n).round() as usize;
+        assert!(used(&challenger_version) <= mine, "challenger {strategy}");
+        assert_eq!(used(&champion_version), total - mine, "champion {strategy}");
+    }
+    // Queues rank both sides together, by priority.
+    let mixed = assert_ranked(&rows)
+        .values()
+        .filter(|queue| {
+            let models: HashSet<&str> = queue.iter().map(|r| r["model_version"].as_str()).collect();
+            models.len() == 2
+        })
+        .count();
+    assert!(mixed > 0, "no queue holds accounts of both models");
+
+    // A challenger is one model's plan to judge on its own, not inside evaluate-policy.
+    prioritize()
+        .args(["evaluate-policy", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(default_model())
+        .arg("--challenger")
+        .arg(&challenger)
+        .assert()
+        .failure();
+    let fails = prioritize()
+        .args(["plan", "--as-of", DAY, "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(default_model())
+        .args(["--challenger-share", "0.2", "--out"])
+        .arg(dir.path().join("bad.csv"))
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    assert!(String::from_utf8_lossy(&fails).contains("--challenger-share"));
 }

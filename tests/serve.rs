@@ -380,6 +380,26 @@ fn worklists_page_through_the_plan(backend: Backend) {
     );
 }
 
+/// Trains a model on the fixture's book into `out` with split seed `seed`,
+/// unless it is there already.
+fn train_once(out: &Path, seed: &str) {
+    if !out.join("model.json").exists() {
+        let data = fixture().data.to_str().expect("utf-8");
+        let out = out.to_str().expect("utf-8");
+        run(&[
+            "train",
+            "--data",
+            data,
+            "--out",
+            out,
+            "--response-learner",
+            "scorecard",
+            "--seed",
+            seed,
+        ]);
+    }
+}
+
 fn wait_run(server: &Server, run_id: u64) -> Value {
     let started = Instant::now();
     loop {
@@ -449,17 +469,21 @@ fn keys_and_roles(backend: Backend) {
     }
 }
 
+/// A server on `db` and, on PostgreSQL, a second replica on the same store.
+fn replicas(backend: Backend, db: &str) -> (Server, Option<Server>) {
+    let second = match backend {
+        Backend::Postgres => Some(Server::start(db)),
+        Backend::Sqlite => None,
+    };
+    (Server::start(db), second)
+}
+
 /// Agents leasing one queue at once never get the same account, and get all of it.
 fn leases_are_exclusive(backend: Backend) {
     let Some((_dir, db)) = store_url(backend, "leases") else {
         return;
     };
-    let first = Server::start(&db);
-    // On PostgreSQL, a second replica on the same store shares the queue.
-    let second = match backend {
-        Backend::Postgres => Some(Server::start(&db)),
-        Backend::Sqlite => None,
-    };
+    let (first, second) = replicas(backend, &db);
     let queue: Vec<String> = planned("sms_reminder")
         .iter()
         .map(|r| r["account_id"].clone())
@@ -875,19 +899,7 @@ fn segments_models_openapi_metrics(backend: Backend) {
             Backend::Postgres => "postgres",
         }
     ));
-    if !b.join("model.json").exists() {
-        run(&[
-            "train",
-            "--data",
-            fx.data.to_str().expect("utf-8"),
-            "--out",
-            b.to_str().expect("utf-8"),
-            "--response-learner",
-            "scorecard",
-            "--seed",
-            "9",
-        ]);
-    }
+    train_once(&b, "9");
     let listed = server.json("/v1/models", "analyst");
     let versions: Vec<(String, bool)> = listed["models"]
         .as_array()
@@ -1109,6 +1121,159 @@ fn segments_show_the_change_since_the_previous_plan(backend: Backend) {
     assert!(script.text().expect("js").contains("/v1/segments"));
 }
 
+/// A page shows every lease and block committed before it was asked for,
+/// whichever replica took it: pages come from memory, kept current by each
+/// commit (SQLite) or by every replica's notifications (PostgreSQL).
+fn pages_show_every_change_committed_before_them(backend: Backend) {
+    let Some((_dir, db)) = store_url(backend, "fresh") else {
+        return;
+    };
+    let (first, second) = replicas(backend, &db);
+    let servers: Vec<&Server> = std::iter::once(&first).chain(second.as_ref()).collect();
+    let ids = |server: &Server| -> Vec<String> {
+        server
+            .queue("sms_reminder", 500, None)
+            .iter()
+            .map(|i| i["account_id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let mut expected = ids(&first);
+    assert!(expected.len() >= 20);
+    for round in 0..10 {
+        let (writer, reader) = (
+            servers[round % servers.len()],
+            servers[(round + 1) % servers.len()],
+        );
+        let leased = writer.lease("sms_reminder", &format!("agent-{round}"), 1);
+        let account = leased[0]["account_id"].as_str().expect("id").to_string();
+        assert_eq!(account, expected[0], "the head of the queue is leased");
+        expected.remove(0);
+        assert_eq!(
+            ids(reader),
+            expected,
+            "round {round}: the lease is seen at once"
+        );
+        if round % 2 == 0 {
+            // An action ends the lease: the account is back at once.
+            writer.act(
+                &account,
+                json!({"at": now_text(), "channel": "sms", "outcome": "delivered"}),
+            );
+            expected.insert(0, account.clone());
+            assert_eq!(
+                ids(reader),
+                expected,
+                "round {round}: the release is seen at once"
+            );
+            // A dispute takes it out of every queue at once.
+            writer.act(
+                &account,
+                json!({"at": now_text(), "channel": "sms", "outcome": "dispute"}),
+            );
+            expected.remove(0);
+            assert_eq!(
+                ids(reader),
+                expected,
+                "round {round}: the block is seen at once"
+            );
+        }
+    }
+}
+
+/// Champion/challenger: the configured share of people is planned by a
+/// second model, every account names the model that decided it, the models
+/// list shows each side's plan, and activating the challenger makes it
+/// plan everyone.
+fn a_challenger_plans_a_share_and_can_be_activated(backend: Backend) {
+    let Some((_dir, db)) = store_url(backend, "challenger") else {
+        return;
+    };
+    let fx = fixture();
+    let side = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let root = fx.config.parent().expect("fixture folder");
+    let challenger = root.join(format!("challengers/{side}"));
+    train_once(&challenger, "11");
+    // The folder is named relative to the config file.
+    let config = root.join(format!("challenger-{side}.toml"));
+    let base = std::fs::read_to_string(&fx.config).expect("config");
+    std::fs::write(
+        &config,
+        format!("{base}[challenger]\nmodel = \"challengers/{side}\"\nshare = 0.4\n"),
+    )
+    .expect("config written");
+    let server = Server::start_with(&db, DAY, &config);
+    let models = server.json("/v1/models", "analyst");
+    let models = models["models"].as_array().expect("models");
+    let role = |r: &str| {
+        models
+            .iter()
+            .find(|m| m["role"] == r)
+            .unwrap_or_else(|| panic!("no {r} in {models:?}"))
+    };
+    let (champion, rival) = (role("champion"), role("challenger"));
+    let rival_version = rival["version"].as_str().expect("version").to_string();
+    let planned = |m: &Value| m["planned_accounts"].as_u64().expect("accounts");
+    assert_eq!(planned(champion) + planned(rival), fx.plan.len() as u64);
+    let share = planned(rival) as f64 / fx.plan.len() as f64;
+    assert!((0.3..=0.5).contains(&share), "challenger share {share}");
+    for m in [champion, rival] {
+        let per_account: rust_decimal::Decimal = m["expected_value_per_account"]
+            .as_str()
+            .expect("decimal")
+            .parse()
+            .expect("decimal");
+        let total: rust_decimal::Decimal = m["planned_expected_value"]
+            .as_str()
+            .expect("decimal")
+            .parse()
+            .expect("decimal");
+        let mean = total / rust_decimal::Decimal::from(planned(m));
+        assert!((per_account - mean).abs() <= rust_decimal::Decimal::new(1, 2));
+    }
+    // Each account says which model decided it; both sides share the queues.
+    let mut deciders: HashMap<String, usize> = HashMap::new();
+    for item in server.queue("demand_letter", 50, None) {
+        let id = item["account_id"].as_str().expect("id");
+        let account = server.json(&format!("/v1/accounts/{id}"), "collector");
+        *deciders
+            .entry(
+                account["model_version"]
+                    .as_str()
+                    .expect("version")
+                    .to_string(),
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(deciders.len(), 2, "letters from both models: {deciders:?}");
+
+    // Activating the challenger makes it the live model for everyone.
+    let response = server.post(
+        &format!("/v1/models/{rival_version}/activate"),
+        "analyst",
+        &json!({}),
+    );
+    assert_eq!(response.status(), 202);
+    let run: Value = response.json().expect("run");
+    wait_run(&server, run["run_id"].as_u64().expect("id"));
+    assert_eq!(
+        server.json("/readyz", "analyst")["model_version"],
+        rival_version.as_str()
+    );
+    let models = server.json("/v1/models", "analyst");
+    let live: Vec<&Value> = models["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter(|m| !m["role"].is_null())
+        .collect();
+    assert_eq!(live.len(), 1, "one model plans everyone: {live:?}");
+    assert_eq!(live[0]["version"], rival_version.as_str());
+    assert_eq!(planned(live[0]), fx.plan.len() as u64);
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1122,6 +1287,8 @@ macro_rules! on_both_stores {
 
 on_both_stores!(
     worklists_page_through_the_plan,
+    pages_show_every_change_committed_before_them,
+    a_challenger_plans_a_share_and_can_be_activated,
     keys_and_roles,
     leases_are_exclusive,
     actions_are_idempotent,

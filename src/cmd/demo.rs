@@ -72,6 +72,8 @@ pub fn run(dir: &Path, accounts: usize, listen: Option<SocketAddr>) -> Result<St
         costs: Vec::new(),
         explore: None,
         config: None,
+        challenger: None,
+        challenger_share: None,
     };
     let plan = dir.join("plan.csv");
     println!(

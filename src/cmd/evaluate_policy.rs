@@ -47,6 +47,13 @@ pub fn run(
     let mut config = super::plan::engine_config(engine)?;
     // The policy judged is the plan itself, without exploration's random share.
     config.explore = 0.0;
+    // It is one model's plan: a challenger is judged by running this with it as --model.
+    if engine.challenger.is_some() || engine.challenger_share.is_some() {
+        anyhow::bail!(
+            "evaluate-policy judges one model's plan: run it again with the challenger as --model"
+        );
+    }
+    config.challenger = None;
     let bar = super::spinner(&format!("loading {}", data.display()));
     let data_set = DataSet::load(data)?;
     let model = folder::load(model)?;

@@ -11,7 +11,7 @@ use crate::contract::{DataSet, Format, Strategy};
 use crate::model::folder;
 use crate::output::write_frame;
 use crate::strategy::config::EngineConfig;
-use crate::strategy::plan::{assess, decide, mix, money, plan_frame, Book, Decision};
+use crate::strategy::plan::{assess_arms, decide, mix, money, plan_frame, Arms, Book, Decision};
 
 /// The engine's configuration: defaults, then the config file, then flags.
 pub fn engine_config(args: &EngineArgs) -> Result<EngineConfig> {
@@ -24,6 +24,11 @@ pub fn engine_config(args: &EngineArgs) -> Result<EngineConfig> {
         config
             .set_explore(share)
             .map_err(|m| anyhow::anyhow!("--explore: {m}"))?;
+    }
+    if args.challenger.is_some() || args.challenger_share.is_some() {
+        config
+            .set_challenger(args.challenger.clone(), args.challenger_share)
+            .map_err(|m| anyhow::anyhow!("--challenger-share: {m}"))?;
     }
     Ok(config)
 }
@@ -76,8 +81,13 @@ pub fn run(
     let bar = super::spinner(&format!("loading {}", data.display()));
     let data_set = DataSet::load(data)?;
     let model = folder::load(model)?;
+    let challenger = crate::serve::challenger_of(&config, &model)?;
+    let arms = Arms {
+        champion: &model,
+        challenger: challenger.as_ref().map(|(m, share)| (m, *share)),
+    };
     let loaded = started.elapsed().as_secs_f64();
-    let book = assess(&data_set, &model, &config, as_of, &|step| {
+    let book = assess_arms(&data_set, arms, &config, as_of, &|step| {
         bar.set_message(step.to_string())
     })?;
     let assessed = started.elapsed().as_secs_f64();
@@ -89,12 +99,21 @@ pub fn run(
     write_frame(&mut frame, out, Format::Csv).context("writing the plan")?;
     bar.finish_and_clear();
     let explored = decisions.iter().filter(|d| d.propensity < 1.0).count();
+    let models = match &book.challenger {
+        Some(challenger) => {
+            let share = book.by_challenger.iter().filter(|&&c| c).count();
+            format!(
+                "models {} (champion) and {challenger} (challenger, {share} accounts)",
+                book.model_version
+            )
+        }
+        None => format!("model {}", book.model_version),
+    };
     Ok(format!(
-        "{}planned {} accounts for {as_of} with model {} → {} ({explored} explored)\n\
+        "{}planned {} accounts for {as_of} with {models} → {} ({explored} explored)\n\
          load {loaded:.1} s, features, rules and scoring {:.1} s, allocation {:.1} s, writing {:.1} s; total {:.1} s",
         mix_table(&book, &decisions, &config),
         book.len(),
-        book.model_version,
         out.display(),
         assessed - loaded,
         allocated - assessed,

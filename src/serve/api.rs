@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::planning::ActionRow;
 use super::problem::{Body, Problem, Query};
-use super::store::{Item, NewAction, StoredAction};
+use super::store::{Change, Item, NewAction, StoreError, StoredAction};
 use super::{App, Role, RunInfo};
 use crate::contract::parse::{money_to_decimal, parse_money};
 use crate::contract::schema::{ACTION_OUTCOMES, CHANNELS};
@@ -125,7 +125,7 @@ pub async fn worklist(
     headers: HeaderMap,
     Path(strategy): Path<String>,
     Query(query): Query<WorklistQuery>,
-) -> Result<Json<Worklist>, Problem> {
+) -> Result<Response, Problem> {
     app.authorize(&headers, Role::Collector)?;
     let strategy = strategy_of(&strategy)?;
     let limit = query.limit.unwrap_or(50);
@@ -136,13 +136,52 @@ pub async fn worklist(
         ));
     }
     let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let now = now_micros();
+    if let Some(snapshot) = app.fresh_queues().await {
+        let after = match cursor {
+            Some((plan, _)) if plan != snapshot.plan_id => {
+                return Err(StoreError::StaleCursor(plan).into())
+            }
+            Some((_, rank)) => rank,
+            None => 0,
+        };
+        // The items are rendered once per plan; a page only joins them.
+        let mut body = String::with_capacity(64 + 320 * limit as usize);
+        body.push_str(r#"{"strategy":""#);
+        body.push_str(strategy.as_str());
+        body.push_str(r#"","plan_id":"#);
+        body.push_str(&snapshot.plan_id.to_string());
+        body.push_str(r#","items":["#);
+        let (_, next) = snapshot.page(
+            strategy,
+            after,
+            limit as usize,
+            now,
+            query.agent_id.as_deref(),
+            &mut body,
+        );
+        body.push_str(r#"],"next_cursor":"#);
+        match next {
+            Some(rank) => body.push_str(&format!("\"{}.{rank}\"", snapshot.plan_id)),
+            None => body.push_str("null"),
+        }
+        body.push('}');
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response());
+    }
     let (plan_id, mut items) = app
         .store
         .worklist(
             strategy.as_str(),
             cursor,
             limit + 1,
-            now_micros(),
+            now,
             query.agent_id.as_deref(),
         )
         .await?;
@@ -157,7 +196,13 @@ pub async fn worklist(
         plan_id,
         items: items.iter().map(WorkItem::from).collect(),
         next_cursor,
-    }))
+    })
+    .into_response())
+}
+
+/// A worklist item as JSON, as a snapshot of the queues keeps it.
+pub fn render_item(item: &Item) -> String {
+    serde_json::to_string(&WorkItem::from(item)).expect("work items serialise")
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -238,7 +283,7 @@ pub async fn lease(
             })
             .unwrap_or_default()
     });
-    let leased = app
+    let (plan_id, leased) = app
         .store
         .lease(
             strategy.as_str(),
@@ -249,6 +294,14 @@ pub async fn lease(
             zones.as_deref(),
         )
         .await?;
+    if let Some(first) = leased.first() {
+        app.committed(Change::Leased {
+            plan: plan_id,
+            agent: request.agent_id.clone(),
+            expires: first.expires_at,
+            accounts: leased.iter().map(|l| l.item.account_id.clone()).collect(),
+        });
+    }
     app.metrics.leases.inc_by(leased.len() as u64);
     Ok(Json(Leases {
         leases: leased
@@ -476,6 +529,16 @@ pub async fn record_action(
         .await?;
     if !recorded.replayed {
         app.metrics.actions.inc();
+        if !recorded.blocked.is_empty() {
+            app.committed(Change::Blocked {
+                plan: recorded.plan_id,
+                accounts: recorded.blocked.iter().map(|(a, _)| a.clone()).collect(),
+            });
+        }
+        app.committed(Change::Released {
+            plan: recorded.plan_id,
+            account: account_id.clone(),
+        });
     }
     let body = record_of(&recorded.action, &recorded.blocked);
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
@@ -575,8 +638,17 @@ pub struct ModelView {
     pub ks: f64,
     /// The strategy-response model's held-out ROC AUC, if it has one.
     pub response_roc_auc: Option<f64>,
-    /// Whether the served plan was made with it.
+    /// Whether the served plan was made with it (as the champion).
     pub active: bool,
+    /// The served plan's share of it: `champion` or `challenger` (absent when
+    /// it planned nothing).
+    pub role: Option<String>,
+    /// Accounts it planned in the served plan.
+    pub planned_accounts: Option<u64>,
+    /// Expected net value of the accounts it planned (decimal string).
+    pub planned_expected_value: Option<String>,
+    /// Of that, per account planned (decimal string): the figure to compare.
+    pub expected_value_per_account: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -593,18 +665,26 @@ pub async fn models(
     headers: HeaderMap,
 ) -> Result<Json<Models>, Problem> {
     app.authorize(&headers, Role::Analyst)?;
-    let active = app
-        .live
-        .load()
-        .as_ref()
-        .map(|l| l.plan.model_version.clone());
+    let live = app.live.load_full();
+    let active = live.as_ref().map(|l| l.plan.model_version.clone());
+    let arms = live.map(|l| l.summary.arms.clone()).unwrap_or_default();
     let found = app.model_folders();
     Ok(Json(Models {
         models: found
             .into_iter()
             .map(|(_, meta)| {
                 let test = meta.propensity.test();
+                let arm = arms.iter().find(|a| a.model_version == meta.version);
                 ModelView {
+                    role: arm.map(|a| a.role.clone()),
+                    planned_accounts: arm.map(|a| a.accounts),
+                    planned_expected_value: arm.map(|a| money(a.expected_value).to_string()),
+                    expected_value_per_account: arm.filter(|a| a.accounts > 0).map(|a| {
+                        (money_to_decimal(a.expected_value)
+                            / rust_decimal::Decimal::from(a.accounts))
+                        .round_dp(2)
+                        .to_string()
+                    }),
                     active: active.as_deref() == Some(meta.version.as_str()),
                     version: meta.version.clone(),
                     created_at: meta.created_at.clone(),

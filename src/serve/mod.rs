@@ -9,6 +9,7 @@
 pub mod api;
 pub mod planning;
 pub mod problem;
+pub mod queues;
 pub mod segments;
 pub mod store;
 
@@ -41,8 +42,10 @@ use crate::contract::DataSet;
 use crate::model::folder::{self, ModelMeta};
 use crate::model::Model;
 use crate::strategy::config::EngineConfig;
+use crate::strategy::plan::Arms;
 use problem::Problem;
-use store::{LiveRules, PlanMeta, Store};
+use queues::{Freshness, Queues, Snapshot};
+use store::{Backend, Change, LiveRules, PlanMeta, Store};
 
 /// Roles of the contract; admin has every role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +201,12 @@ pub struct App {
     pub live: ArcSwapOption<Live>,
     pub runs: Mutex<Vec<RunInfo>>,
     pub metrics: Metrics,
+    /// The active plan's queues in memory, for page reads.
+    pub queues: Queues,
+    /// With PostgreSQL: how a page read knows it has heard every replica's commits.
+    freshness: Option<Freshness>,
+    /// One snapshot load at a time.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -243,6 +252,134 @@ impl App {
         }
     }
 
+    /// A change this server committed. SQLite's single process applies it to
+    /// the queues at once; with PostgreSQL every replica (this one too)
+    /// hears it from the store.
+    pub fn committed(&self, change: Change) {
+        if self.store.backend() == Backend::Sqlite {
+            self.queues.apply(change);
+        }
+    }
+
+    /// The queues to serve a page from, up to date with every change
+    /// committed before the call; `None` means: ask the store.
+    pub async fn fresh_queues(&self) -> Option<Arc<Snapshot>> {
+        if let Some(freshness) = &self.freshness {
+            self.queues.serving()?;
+            let store = &self.store;
+            let heard = freshness
+                .wait(|n| async move {
+                    store
+                        .send_marker(freshness.replica(), n)
+                        .await
+                        .map_err(|e| tracing::warn!(error = %e, "sending a freshness marker"))
+                        .is_ok()
+                })
+                .await;
+            if !heard {
+                return None;
+            }
+        }
+        self.queues.serving()
+    }
+
+    /// Loads the queues of plan `plan_id` into memory.
+    async fn load_queues(&self, plan_id: i64) -> Result<()> {
+        let _one = self.loading.lock().await;
+        if self.queues.serving().is_some_and(|s| s.plan_id == plan_id) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        self.queues.loading();
+        let rows = self.store.queue_rows(plan_id).await?;
+        let accounts = rows.len();
+        let snapshot =
+            tokio::task::spawn_blocking(move || Snapshot::new(plan_id, rows, api::render_item))
+                .await
+                .context("building the queues")?;
+        self.queues.install(snapshot);
+        tracing::info!(
+            plan_id,
+            accounts,
+            seconds = started.elapsed().as_secs_f64(),
+            "queues in memory"
+        );
+        Ok(())
+    }
+
+    /// With PostgreSQL: hears every replica's changes and applies them, and
+    /// reloads the queues when the active plan changes or the connection was
+    /// lost (changes may have been missed meanwhile).
+    async fn listen(self: Arc<Self>) {
+        use sqlx::postgres::PgListener;
+        loop {
+            let connected = async {
+                let mut listener = PgListener::connect(&self.options.db).await?;
+                listener.listen(store::CHANGES).await?;
+                Ok::<_, sqlx::Error>(listener)
+            }
+            .await;
+            let mut listener = match connected {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for changes; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            self.queues.invalidate();
+            self.clone().reload_active();
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        match serde_json::from_str::<Change>(notification.payload()) {
+                            Ok(Change::Marker { replica, n }) => {
+                                if let Some(f) = &self.freshness {
+                                    if f.replica() == replica {
+                                        f.heard(n);
+                                    }
+                                }
+                            }
+                            Ok(Change::Activated { plan }) => {
+                                self.queues.activated(plan);
+                                self.clone().reload_active();
+                            }
+                            Ok(change) => self.queues.apply(change),
+                            Err(e) => tracing::warn!(error = %e, "an unreadable change"),
+                        }
+                    }
+                    // The connection was lost: what was sent meanwhile is gone.
+                    Ok(None) => {
+                        self.queues.invalidate();
+                        self.clone().reload_active();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for changes");
+                        self.queues.invalidate();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads the store's active plan's queues in the background.
+    fn reload_active(self: Arc<Self>) {
+        tokio::spawn(async move {
+            let result = async {
+                if let Some(plan) = self.store.active_plan().await? {
+                    self.queues.activated(plan.plan_id);
+                    self.load_queues(plan.plan_id).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %format!("{e:#}"), "loading the queues");
+            }
+        });
+    }
+
     fn models_dir(&self) -> PathBuf {
         self.options.models.clone().unwrap_or_else(|| {
             self.options
@@ -257,6 +394,9 @@ impl App {
     /// folders whose `model.json` does not read are left out.
     pub fn model_folders(&self) -> Vec<(PathBuf, ModelMeta)> {
         let mut dirs = vec![self.options.model.clone()];
+        if let Some(challenger) = &self.config.challenger {
+            dirs.push(challenger.model.clone());
+        }
         let parent = self.models_dir();
         if let Ok(entries) = std::fs::read_dir(&parent) {
             for entry in entries.flatten() {
@@ -363,8 +503,13 @@ impl App {
         let (built, data_hash) = tokio::task::spawn_blocking(move || -> Result<_> {
             let data_set = DataSet::load(&data)?;
             let model: Model = folder::load(&model_dir)?;
+            let challenger = challenger_of(&config, &model)?;
+            let arms = Arms {
+                champion: &model,
+                challenger: challenger.as_ref().map(|(m, share)| (m, *share)),
+            };
             let hash = folder::data_hash(&data)?;
-            let built = planning::build(&data_set, &hash, &model, &config, day)?;
+            let built = planning::build(&data_set, &hash, arms, &config, day)?;
             Ok((built, hash))
         })
         .await
@@ -381,6 +526,7 @@ impl App {
         let planned = started.elapsed().as_secs_f64();
         let plan_id = self.store.insert_plan(&meta, &built.rows).await?;
         self.store.activate_plan(plan_id, &self.live_rules).await?;
+        self.queues.activated(plan_id);
         tracing::info!(
             plan_id,
             accounts = built.rows.len(),
@@ -400,6 +546,14 @@ impl App {
         let Some(plan) = self.store.active_plan().await? else {
             return Ok(());
         };
+        // SQLite: this process makes every change, so the queues follow
+        // here; PostgreSQL replicas load them from the listener.
+        if self.freshness.is_none() {
+            self.queues.activated(plan.plan_id);
+            if self.queues.serving().is_none() {
+                self.load_queues(plan.plan_id).await?;
+            }
+        }
         let current = self.live.load().as_ref().map(|l| l.plan.plan_id);
         if current == Some(plan.plan_id) {
             return Ok(());
@@ -433,6 +587,21 @@ impl App {
         })));
         Ok(())
     }
+}
+
+/// The configured challenger and its share, unless it is the live model
+/// itself (after it was activated), which then plans everyone.
+pub fn challenger_of(config: &EngineConfig, live: &Model) -> Result<Option<(Model, f64)>> {
+    let Some(challenger) = &config.challenger else {
+        return Ok(None);
+    };
+    let model = folder::load(&challenger.model)
+        .with_context(|| format!("loading the challenger {}", challenger.model.display()))?;
+    if model.meta.version == live.meta.version {
+        tracing::info!(version = %model.meta.version, "the challenger is the live model: no split");
+        return Ok(None);
+    }
+    Ok(Some((model, challenger.share)))
 }
 
 async fn record_metrics(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
@@ -530,10 +699,14 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
              Make a key with `prioritize keygen --role admin` and add what it prints to --config FILE"
         );
     }
-    let model_meta = folder::load(&options.model)?.meta;
+    let model = folder::load(&options.model)?;
+    // A challenger that does not load stops the start, not a later run.
+    let challenger = challenger_of(&options.config, &model)?.map(|(m, _)| m.meta.version);
+    let model_meta = model.meta;
     let store = store::open(&options.db)
         .await
         .with_context(|| format!("opening the store {}", store::redact(&options.db)))?;
+    let postgres = store.backend() == Backend::Postgres;
     let app = Arc::new(App {
         store: Arc::new(store),
         live_rules: LiveRules::new(&options.config.rules),
@@ -543,13 +716,32 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         live: ArcSwapOption::empty(),
         runs: Mutex::new(Vec::new()),
         metrics: Metrics::new(),
+        queues: Queues::default(),
+        freshness: postgres.then(|| {
+            Freshness::new(format!(
+                "{}-{}",
+                std::process::id(),
+                Utc::now().timestamp_micros()
+            ))
+        }),
+        loading: tokio::sync::Mutex::new(()),
     });
     let day = app.options.as_of.unwrap_or_else(|| Utc::now().date_naive());
     let data_hash = folder::data_hash(&app.options.data)?;
     let stored = app.store.active_plan().await?;
     let reusable = stored.as_ref().is_some_and(|p| {
-        p.day == day && p.model_version == model_meta.version && p.data_hash == data_hash
+        let stored_challenger = serde_json::from_str::<planning::Summary>(&p.summary)
+            .ok()
+            .and_then(|s| s.arms.into_iter().find(|a| a.role == "challenger"))
+            .map(|a| a.model_version);
+        p.day == day
+            && p.model_version == model_meta.version
+            && stored_challenger == challenger
+            && p.data_hash == data_hash
     });
+    if postgres {
+        tokio::spawn(app.clone().listen());
+    }
     // Serve the stored plan (if any); build today's unless it is that one.
     app.follow().await?;
     if !reusable {

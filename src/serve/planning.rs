@@ -16,7 +16,7 @@ use crate::model::Model;
 use crate::strategy::allocate::K;
 use crate::strategy::config::{risk_tier_index, EngineConfig, RiskTier};
 use crate::strategy::plan::{
-    assess, blocked_text, decide, priority, queue_ranks, Book, Decision, PlanError,
+    assess_arms, blocked_text, decide, priority, queue_ranks, Arms, Book, Decision, PlanError,
 };
 
 /// Actions of the data folder kept with each account, for `GET /v1/accounts/{id}`.
@@ -122,6 +122,22 @@ pub struct Summary {
     /// Strategies removed, by rule.
     pub blocked: std::collections::BTreeMap<String, u64>,
     pub explored: u64,
+    /// The models that planned: the champion, then a challenger if one planned a share.
+    #[serde(default)]
+    pub arms: Vec<Arm>,
+}
+
+/// What one model (champion or challenger) planned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Arm {
+    /// champion or challenger
+    pub role: String,
+    pub model_version: String,
+    pub accounts: u64,
+    /// Expected net value of its plan, ten-thousandths.
+    pub expected_value: i128,
+    /// Accounts by planned strategy.
+    pub strategy_mix: std::collections::BTreeMap<String, u64>,
 }
 
 /// A built plan, ready for the store.
@@ -132,15 +148,17 @@ pub struct Built {
     pub summary: Summary,
 }
 
-/// Plans `day` for every account of `data` (whose hash is `data_hash`) with `model`.
+/// Plans `day` for every account of `data` (whose hash is `data_hash`) with
+/// the champion and, for its share of people, the challenger.
 pub fn build(
     data: &DataSet,
     data_hash: &str,
-    model: &Model,
+    arms: Arms<'_>,
     config: &EngineConfig,
     day: NaiveDate,
 ) -> Result<Built, PlanError> {
-    let book = assess(data, model, config, day, &|step| {
+    let model = arms.champion;
+    let book = assess_arms(data, arms, config, day, &|step| {
         tracing::info!(step, "building the plan")
     })?;
     let decisions = decide(&book, config);
@@ -193,7 +211,7 @@ fn rows(
                 reasons: book.reasons[i].clone(),
                 blocked_by: blocked_text(&book.blocked[i]),
                 propensity: decisions[i].propensity,
-                model_version: book.model_version.clone(),
+                model_version: book.model_of(i).to_string(),
                 balance: book.balance[i] as i64,
                 days_past_due: i64::from(book.days_past_due[i]),
                 risk: book.risk[i],
@@ -292,7 +310,28 @@ fn summarise(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Summ
     let mut cells: HashMap<(usize, usize), Segment> = HashMap::new();
     let mut queues: Vec<(u64, i128)> = vec![(0, 0); K];
     let mut blocked: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut arms: Vec<Arm> = [
+        ("champion", Some(&book.model_version)),
+        ("challenger", book.challenger.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(role, version)| {
+        Some(Arm {
+            role: role.into(),
+            model_version: version?.clone(),
+            accounts: 0,
+            expected_value: 0,
+            strategy_mix: Default::default(),
+        })
+    })
+    .collect();
     for (i, decision) in decisions.iter().enumerate() {
+        let arm = &mut arms[usize::from(book.by_challenger[i])];
+        arm.accounts += 1;
+        arm.expected_value += i128::from(book.values[i][decision.strategy].expect("allowed"));
+        *arm.strategy_mix
+            .entry(Strategy::ALL[decision.strategy].as_str().to_string())
+            .or_default() += 1;
         let tier = risk_tier_index(tiers, book.risk[i]);
         let bucket = dpd_bucket_index(book.days_past_due[i]);
         let value = i128::from(book.values[i][decision.strategy].expect("allowed"));
@@ -339,5 +378,6 @@ fn summarise(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Summ
             .collect(),
         blocked,
         explored: decisions.iter().filter(|d| d.propensity < 1.0).count() as u64,
+        arms,
     }
 }

@@ -268,6 +268,8 @@ pub struct StoredAction {
 /// What recording an action did.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// The active plan it applied to.
+    pub plan_id: i64,
     pub action: StoredAction,
     /// A retry with the same Idempotency-Key: nothing new was recorded.
     pub replayed: bool,
@@ -290,6 +292,56 @@ pub struct AccountRow {
     pub history: String,
     /// Actions recorded through the API, newest first.
     pub recent: Vec<StoredAction>,
+}
+
+/// A committed change to the live state of a plan's accounts, as replicas
+/// hear of it (PostgreSQL `NOTIFY` on [`CHANGES`], sent in the same
+/// transaction, so it is heard on commit and in commit order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Change {
+    /// Accounts leased to `agent` until `expires` (microseconds since the epoch).
+    Leased {
+        plan: i64,
+        agent: String,
+        expires: i64,
+        accounts: Vec<String>,
+    },
+    /// Accounts blocked by an action (their leases end too).
+    Blocked { plan: i64, accounts: Vec<String> },
+    /// An account's lease ended with an action.
+    Released { plan: i64, account: String },
+    /// A plan became the active one.
+    Activated { plan: i64 },
+    /// A replica's freshness marker (see `queues::Freshness`).
+    Marker { replica: String, n: u64 },
+}
+
+impl Change {
+    /// The plan whose accounts it changes.
+    pub fn plan(&self) -> Option<i64> {
+        match self {
+            Change::Leased { plan, .. }
+            | Change::Blocked { plan, .. }
+            | Change::Released { plan, .. }
+            | Change::Activated { plan } => Some(*plan),
+            Change::Marker { .. } => None,
+        }
+    }
+}
+
+/// The PostgreSQL channel that carries [`Change`]s.
+pub const CHANGES: &str = "prioritize_changes";
+
+/// A queue entry with its live state, for an in-memory copy of a plan.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    /// The strategy's index in the contract's order.
+    pub strategy: usize,
+    pub item: Item,
+    pub blocked: bool,
+    /// Agent and expiry (microseconds since the epoch).
+    pub lease: Option<(String, i64)>,
 }
 
 /// The live parts of the compliance rules: what an action changes at once.
@@ -347,8 +399,11 @@ pub trait Store: Send + Sync {
         now: i64,
         agent: Option<&str>,
     ) -> Result<(i64, Vec<Item>), StoreError>;
+    /// Every account of plan `plan_id` in its queue, with its live state.
+    async fn queue_rows(&self, plan_id: i64) -> Result<Vec<QueueRow>, StoreError>;
     /// Leases the next `count` accounts of a queue to `agent`. `zones`, when
     /// given, are the only time zones whose accounts may be handed out now.
+    /// Returns the active plan's id with the leases.
     async fn lease(
         &self,
         strategy: &str,
@@ -357,7 +412,10 @@ pub trait Store: Send + Sync {
         ttl_micros: i64,
         now: i64,
         zones: Option<&[String]>,
-    ) -> Result<Vec<Leased>, StoreError>;
+    ) -> Result<(i64, Vec<Leased>), StoreError>;
+    /// Sends a replica's freshness marker to every listener (PostgreSQL; a
+    /// no-op elsewhere).
+    async fn send_marker(&self, replica: &str, n: u64) -> Result<(), StoreError>;
     /// Records an action durably and applies its compliance effects.
     async fn record_action(
         &self,
@@ -494,6 +552,44 @@ impl SqlStore {
             Some(row) => Ok(row.try_get::<i64, _>(0)?),
             None => Err(StoreError::NoPlan),
         }
+    }
+
+    /// Tells every replica of a change when the transaction of `conn`
+    /// commits (PostgreSQL; SQLite has one process, which applies its own).
+    async fn notify(&self, conn: &mut AnyConnection, change: Change) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        // A payload must stay under 8000 bytes: long account lists go in parts.
+        let parts = match change {
+            Change::Leased {
+                plan,
+                agent,
+                expires,
+                accounts,
+            } => chunks(accounts)
+                .into_iter()
+                .map(|accounts| Change::Leased {
+                    plan,
+                    agent: agent.clone(),
+                    expires,
+                    accounts,
+                })
+                .collect(),
+            Change::Blocked { plan, accounts } => chunks(accounts)
+                .into_iter()
+                .map(|accounts| Change::Blocked { plan, accounts })
+                .collect(),
+            other => vec![other],
+        };
+        for part in parts {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES)
+                .bind(serde_json::to_string(&part).expect("changes serialise"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The person and time zone of an account of plan `plan_id`, if it is in it.
@@ -662,6 +758,7 @@ impl SqlStore {
                     return Err(StoreError::IdempotencyConflict(key.to_string()));
                 }
                 return Ok(Recorded {
+                    plan_id,
                     action: stored,
                     replayed: true,
                     blocked: Vec::new(),
@@ -701,8 +798,29 @@ impl SqlStore {
             rules,
         )
         .await?;
+        if !blocked.is_empty() {
+            let accounts = blocked.iter().map(|(a, _)| a.clone()).collect();
+            self.notify(
+                &mut tx,
+                Change::Blocked {
+                    plan: plan_id,
+                    accounts,
+                },
+            )
+            .await?;
+        }
+        let account = account_id.to_string();
+        self.notify(
+            &mut tx,
+            Change::Released {
+                plan: plan_id,
+                account,
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(Recorded {
+            plan_id,
             action: StoredAction {
                 id,
                 account_id: account_id.to_string(),
@@ -750,6 +868,23 @@ fn item(row: &sqlx::any::AnyRow) -> Result<Item, StoreError> {
 
 const ITEM_COLUMNS: &str =
     "account_id, queue_rank, priority, p_pay, expected_value, currency, reasons";
+
+/// Account lists in parts whose JSON stays well under `NOTIFY`'s 8000 bytes.
+fn chunks(accounts: Vec<String>) -> Vec<Vec<String>> {
+    let mut parts = vec![Vec::new()];
+    let mut bytes = 0;
+    for account in accounts {
+        // Escaping at most doubles an id (six bytes for a control character).
+        let size = account.len() * 6 + 3;
+        if bytes + size > 6000 && !parts.last().expect("a part").is_empty() {
+            parts.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        parts.last_mut().expect("a part").push(account);
+    }
+    parts
+}
 
 fn is_unique_violation(error: &StoreError) -> bool {
     match error {
@@ -954,6 +1089,8 @@ impl Store for SqlStore {
         .bind(plan_id)
         .execute(&mut *tx)
         .await?;
+        self.notify(&mut tx, Change::Activated { plan: plan_id })
+            .await?;
         tx.commit().await?;
         tracing::info!(plan_id, replayed = actions.len(), "plan activated");
         Ok(())
@@ -1027,7 +1164,7 @@ impl Store for SqlStore {
         ttl_micros: i64,
         now: i64,
         zones: Option<&[String]>,
-    ) -> Result<Vec<Leased>, StoreError> {
+    ) -> Result<(i64, Vec<Leased>), StoreError> {
         let mut tx = self.write.begin().await?;
         let plan_id = self.active_id(&mut tx, false).await?;
         let expires = now + ttl_micros;
@@ -1035,7 +1172,7 @@ impl Store for SqlStore {
         if let Some(zones) = zones {
             if zones.is_empty() {
                 tx.rollback().await?;
-                return Ok(Vec::new());
+                return Ok((plan_id, Vec::new()));
             }
             let list: Vec<String> = (0..zones.len()).map(|k| format!("${}", 7 + k)).collect();
             extra = format!(
@@ -1063,6 +1200,19 @@ impl Store for SqlStore {
             query = query.bind(zone);
         }
         let rows = query.fetch_all(&mut *tx).await?;
+        if !rows.is_empty() {
+            let accounts = rows
+                .iter()
+                .map(|row| row.try_get::<String, _>("account_id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let change = Change::Leased {
+                plan: plan_id,
+                agent: agent.to_string(),
+                expires,
+                accounts,
+            };
+            self.notify(&mut tx, change).await?;
+        }
         tx.commit().await?;
         let mut leased = rows
             .iter()
@@ -1074,7 +1224,45 @@ impl Store for SqlStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         leased.sort_by_key(|l| l.item.queue_rank);
-        Ok(leased)
+        Ok((plan_id, leased))
+    }
+
+    async fn queue_rows(&self, plan_id: i64) -> Result<Vec<QueueRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS}, strategy, blocked_live, leased_by, lease_expires \
+             FROM plan_items WHERE plan_id = $1"
+        ))
+        .bind(plan_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let strategy: String = row.try_get("strategy")?;
+                let strategy = Strategy::from_str(&strategy)
+                    .map_err(|_| StoreError::Invalid(format!("stored strategy {strategy:?}")))?;
+                let blocked: Option<String> = row.try_get("blocked_live")?;
+                let agent: Option<String> = row.try_get("leased_by")?;
+                let expires: Option<i64> = row.try_get("lease_expires")?;
+                Ok(QueueRow {
+                    strategy: strategy as usize,
+                    item: item(row)?,
+                    blocked: blocked.is_some(),
+                    lease: agent.zip(expires),
+                })
+            })
+            .collect()
+    }
+
+    async fn send_marker(&self, replica: &str, n: u64) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let mut conn = self.write.acquire().await?;
+        let marker = Change::Marker {
+            replica: replica.to_string(),
+            n,
+        };
+        self.notify(&mut conn, marker).await
     }
 
     async fn record_action(

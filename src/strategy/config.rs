@@ -26,13 +26,17 @@
 //! name = "high"
 //! p_pay_from = 0.25
 //!
+//! [challenger]                   # champion/challenger: a second model plans
+//! model = "models/challenger"    # a share of the people (path relative to
+//! share = 0.1                    # this file), with its share of capacity
+//!
 //! [[api_keys]]                   # read by `serve`
 //! role = "collector"
 //! key_sha256 = "…"
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono::NaiveTime;
@@ -120,7 +124,22 @@ pub struct EngineConfig {
     pub api_keys: Vec<ApiKey>,
     /// Risk tiers of the segments, from the riskiest (lowest P(pay)) up.
     pub risk_tiers: Vec<RiskTier>,
+    /// A second model that plans a share of the accounts, if any.
+    pub challenger: Option<Challenger>,
 }
+
+/// Champion/challenger: the model folder that plans a fixed share of the
+/// people (all of a person's accounts fall on one side, on every day), with
+/// that share of each capacity; the rest is planned by the live model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Challenger {
+    pub model: PathBuf,
+    /// Share of people (0–1) planned by the challenger.
+    pub share: f64,
+}
+
+/// Default share of people planned by a challenger.
+pub const DEFAULT_CHALLENGER_SHARE: f64 = 0.1;
 
 /// The contract's default cost per use, in strategy order.
 pub const DEFAULT_COSTS: [&str; 10] = [
@@ -139,6 +158,7 @@ impl Default for EngineConfig {
             explore_seed: 0,
             api_keys: Vec::new(),
             risk_tiers: default_risk_tiers(),
+            challenger: None,
         }
     }
 }
@@ -154,6 +174,14 @@ struct FileConfig {
     #[serde(default)]
     api_keys: Vec<ApiKey>,
     risk_tiers: Option<Vec<RiskTier>>,
+    challenger: Option<FileChallenger>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileChallenger {
+    model: PathBuf,
+    share: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,10 +257,19 @@ impl EngineConfig {
             path: label.clone(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
+        let mut config = Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
             path: label,
             message,
-        })
+        })?;
+        // A challenger's folder is found from the file that names it.
+        if let Some(challenger) = config.challenger.as_mut() {
+            if challenger.model.is_relative() {
+                if let Some(dir) = path.parent() {
+                    challenger.model = dir.join(&challenger.model);
+                }
+            }
+        }
+        Ok(config)
     }
 
     /// The defaults overridden by a TOML document; the error names the field.
@@ -332,7 +369,38 @@ impl EngineConfig {
             check_risk_tiers(&tiers)?;
             config.risk_tiers = tiers;
         }
+        if let Some(challenger) = file.challenger {
+            config
+                .set_challenger(
+                    Some(challenger.model),
+                    challenger.share.or(Some(DEFAULT_CHALLENGER_SHARE)),
+                )
+                .map_err(|m| format!("challenger.share: {m}"))?;
+        }
         Ok(config)
+    }
+
+    /// Sets the challenger's model folder and share (a share needs a model,
+    /// from here or the file, and lies strictly between 0 and 1).
+    pub fn set_challenger(
+        &mut self,
+        model: Option<PathBuf>,
+        share: Option<f64>,
+    ) -> Result<(), String> {
+        let current = self.challenger.take();
+        let share = share
+            .or(current.as_ref().map(|c| c.share))
+            .unwrap_or(DEFAULT_CHALLENGER_SHARE);
+        let model = match (model, current) {
+            (Some(model), _) => model,
+            (None, Some(current)) => current.model,
+            (None, None) => return Err("a challenger share needs a challenger model".into()),
+        };
+        if !(share > 0.0 && share < 1.0) {
+            return Err(format!("{share} is not a share strictly between 0 and 1"));
+        }
+        self.challenger = Some(Challenger { model, share });
+        Ok(())
     }
 
     /// Sets the exploration share, which must lie in 0–1.
@@ -513,5 +581,42 @@ calling_hours = ["09:00", "20:00"]
             let error = EngineConfig::from_toml(&format!("[[risk_tiers]]\n{tiers}")).unwrap_err();
             assert!(error.contains(field), "{error}");
         }
+    }
+
+    #[test]
+    fn a_challenger_is_found_beside_its_config_file_and_needs_a_share_inside_0_and_1() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("engine.toml");
+        std::fs::write(&path, "[challenger]\nmodel = \"models/b\"\n").expect("written");
+        let config = EngineConfig::from_file(&path).expect("valid config");
+        let challenger = config.challenger.as_ref().expect("a challenger");
+        assert_eq!(challenger.model, dir.path().join("models/b"));
+        assert_eq!(challenger.share, DEFAULT_CHALLENGER_SHARE);
+        // A flag's share keeps the file's model; a flag's model keeps the file's share.
+        let mut flagged = config.clone();
+        flagged
+            .set_challenger(None, Some(0.3))
+            .expect("valid share");
+        assert_eq!(flagged.challenger.as_ref().map(|c| c.share), Some(0.3));
+        flagged
+            .set_challenger(Some("other".into()), None)
+            .expect("valid model");
+        assert_eq!(
+            flagged.challenger,
+            Some(Challenger {
+                model: "other".into(),
+                share: 0.3
+            })
+        );
+        for share in ["0", "1", "1.5"] {
+            let error =
+                EngineConfig::from_toml(&format!("[challenger]\nmodel = \"b\"\nshare = {share}\n"))
+                    .unwrap_err();
+            assert!(error.contains("challenger.share"), "{error}");
+        }
+        let error = EngineConfig::default()
+            .set_challenger(None, Some(0.2))
+            .unwrap_err();
+        assert!(error.contains("needs a challenger model"), "{error}");
     }
 }

@@ -55,7 +55,12 @@ pub struct Book {
     pub risk: Vec<f64>,
     /// The propensity model's reasons, joined.
     pub reasons: Vec<String>,
+    /// The live model (champion).
     pub model_version: String,
+    /// The challenger, if a share of people was planned by one.
+    pub challenger: Option<String>,
+    /// Whether each account was scored (and is allocated) by the challenger.
+    pub by_challenger: Vec<bool>,
 }
 
 impl Book {
@@ -65,6 +70,14 @@ impl Book {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// The model that scored account `i`.
+    pub fn model_of(&self, i: usize) -> &str {
+        match (&self.challenger, self.by_challenger[i]) {
+            (Some(challenger), true) => challenger,
+            _ => &self.model_version,
+        }
     }
 
     /// The strategies the rules allow for account `i`.
@@ -94,10 +107,47 @@ pub fn values_of(
         .collect()
 }
 
+/// The models that plan a day: the live one (champion) and, for a fixed
+/// share of people, a challenger.
+#[derive(Clone, Copy)]
+pub struct Arms<'a> {
+    pub champion: &'a Model,
+    /// The challenger and the share of people it plans.
+    pub challenger: Option<(&'a Model, f64)>,
+}
+
+impl<'a> Arms<'a> {
+    /// The live model alone.
+    pub fn single(model: &'a Model) -> Arms<'a> {
+        Arms {
+            champion: model,
+            challenger: None,
+        }
+    }
+}
+
+/// Whether `person` is planned by the challenger: a seeded hash of the
+/// person alone, so that the same people stay on the same side every day.
+pub fn in_challenger(person: &str, share: f64) -> bool {
+    unit(stable_hash_bytes(person.bytes(), 0x6368_616c, 4)) < share
+}
+
 /// Computes features, rules and the model's values for every account on `day`.
 pub fn assess(
     data: &DataSet,
     model: &Model,
+    config: &EngineConfig,
+    day: NaiveDate,
+    progress: &dyn Fn(&str),
+) -> Result<Book, PlanError> {
+    assess_arms(data, Arms::single(model), config, day, progress)
+}
+
+/// [`assess`] with a challenger: features and rules once, then each side's
+/// accounts scored by its own model.
+pub fn assess_arms(
+    data: &DataSet,
+    arms: Arms<'_>,
     config: &EngineConfig,
     day: NaiveDate,
     progress: &dyn Fn(&str),
@@ -108,7 +158,10 @@ pub fn assess(
     progress("computing features");
     let spine = spine_for_date(&data.accounts, day)?;
     let features = build(data, &spine)?;
-    model.check_features(&features)?;
+    arms.champion.check_features(&features)?;
+    if let Some((challenger, _)) = arms.challenger {
+        challenger.check_features(&features)?;
+    }
     lap("features");
     progress("applying the compliance rules");
     let states = account_states(data, day, &config.rules)?;
@@ -150,13 +203,98 @@ pub fn assess(
         .column("amount_past_due")?
         .decimal()?
         .physical();
-
+    let past_due: Vec<f64> = rows
+        .iter()
+        .map(|&r| past_due_column.get(r).unwrap_or(0) as f64 / MONEY_UNITS)
+        .collect();
+    let by_challenger: Vec<bool> = match arms.challenger {
+        Some((_, share)) => {
+            let customers = data.accounts.column("customer_id")?.str()?;
+            rows.iter()
+                .map(|&r| {
+                    let person = customers.get(r).or(account_ids.get(r)).unwrap_or("");
+                    in_challenger(person, share)
+                })
+                .collect()
+        }
+        None => vec![false; ids.len()],
+    };
     lap("rules");
+
     progress("scoring every strategy");
-    let (propensity, why) = model.p_pay_with_reasons(&features)?;
+    let n = ids.len();
+    let mut scored = Scored {
+        risk: vec![0.0; n],
+        reasons: vec![String::new(); n],
+        p_pay: vec![[0.0; K]; n],
+        amount: vec![[0.0; K]; n],
+    };
+    let sides = [(arms.champion, false)]
+        .into_iter()
+        .chain(arms.challenger.map(|(model, _)| (model, true)));
+    for (model, challenger) in sides {
+        let members: Vec<usize> = (0..n).filter(|&i| by_challenger[i] == challenger).collect();
+        if members.is_empty() {
+            continue;
+        }
+        let mut part = if members.len() == n {
+            score(model, &features, &past_due, &lap)?
+        } else {
+            let mask = BooleanChunked::from_iter_values(
+                "side".into(),
+                by_challenger.iter().map(|&b| b == challenger),
+            );
+            let subset: Vec<f64> = members.iter().map(|&i| past_due[i]).collect();
+            score(model, &features.filter(&mask)?, &subset, &lap)?
+        };
+        for (k, i) in members.into_iter().enumerate() {
+            scored.risk[i] = part.risk[k];
+            scored.reasons[i] = std::mem::take(&mut part.reasons[k]);
+            scored.p_pay[i] = part.p_pay[k];
+            scored.amount[i] = part.amount[k];
+        }
+    }
+    let values = values_of(&scored.p_pay, &scored.amount, &blocked, config);
+    Ok(Book {
+        day,
+        ids,
+        currency,
+        days_past_due,
+        balance,
+        states,
+        blocked,
+        p_pay: scored.p_pay,
+        amount: scored.amount,
+        values,
+        risk: scored.risk,
+        reasons: scored.reasons,
+        model_version: arms.champion.meta.version.clone(),
+        challenger: arms.challenger.map(|(m, _)| m.meta.version.clone()),
+        by_challenger,
+    })
+}
+
+/// One model's view of some accounts.
+struct Scored {
+    risk: Vec<f64>,
+    reasons: Vec<String>,
+    p_pay: Vec<[f64; K]>,
+    amount: Vec<[f64; K]>,
+}
+
+/// P(pay) with reasons, then P(paid | strategy) and the amount if paid under
+/// every strategy, for the accounts of `features` (whose past-due amounts
+/// are `past_due`, the amount expected without an amount model).
+fn score(
+    model: &Model,
+    features: &DataFrame,
+    past_due: &[f64],
+    lap: &dyn Fn(&str),
+) -> Result<Scored, PlanError> {
+    let (propensity, why) = model.p_pay_with_reasons(features)?;
     let reasons: Vec<String> = why.iter().map(|r| reasons::joined(r)).collect();
     lap("propensity and reasons");
-    let n = ids.len();
+    let n = features.height();
     let mut p_pay = vec![[0.0; K]; n];
     let mut amount = vec![[0.0; K]; n];
     // The response and amount models usually read the same inputs: build them once.
@@ -165,7 +303,7 @@ pub fn assess(
             r,
             a,
             r.inputs
-                .design(&features, StrategyInput::All(Strategy::None))?,
+                .design(features, StrategyInput::All(Strategy::None))?,
         )),
         _ => None,
     };
@@ -183,7 +321,7 @@ pub fn assess(
             continue;
         }
         let p = match &model.response {
-            Some(response) => response.probabilities(&features, StrategyInput::All(strategy))?,
+            Some(response) => response.probabilities(features, StrategyInput::All(strategy))?,
             None => propensity.clone(),
         };
         let a = match &model.amount {
@@ -192,13 +330,10 @@ pub fn assess(
                     true => StrategyInput::All(strategy),
                     false => StrategyInput::Absent,
                 };
-                amounts.amounts(&features, input)?
+                amounts.amounts(features, input)?
             }
             // Without an amount model, a payer is expected to pay what is past due.
-            None => rows
-                .iter()
-                .map(|&r| past_due_column.get(r).unwrap_or(0) as f64 / MONEY_UNITS)
-                .collect(),
+            None => past_due.to_vec(),
         };
         for i in 0..n {
             p_pay[i][s] = p[i];
@@ -206,21 +341,11 @@ pub fn assess(
         }
         lap(strategy.as_str());
     }
-    let values = values_of(&p_pay, &amount, &blocked, config);
-    Ok(Book {
-        day,
-        ids,
-        currency,
-        days_past_due,
-        balance,
-        states,
-        blocked,
-        p_pay,
-        amount,
-        values,
+    Ok(Scored {
         risk: propensity,
         reasons,
-        model_version: model.meta.version.clone(),
+        p_pay,
+        amount,
     })
 }
 
@@ -235,15 +360,17 @@ pub struct Decision {
 
 /// A 64-bit hash of an account on a day, stable across runs and platforms.
 fn stable_hash(id: &str, day: NaiveDate, seed: u64, salt: u64) -> u64 {
+    let day = crate::contract::parse::date_to_days(day).to_le_bytes();
+    stable_hash_bytes(id.bytes().chain(day), seed, salt)
+}
+
+/// FNV-1a over `bytes`, seeded and salted, with SplitMix64's finaliser.
+fn stable_hash_bytes(bytes: impl Iterator<Item = u8>, seed: u64, salt: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt;
-    for byte in id
-        .bytes()
-        .chain(crate::contract::parse::date_to_days(day).to_le_bytes())
-    {
+    for byte in bytes {
         h ^= u64::from(byte);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    // SplitMix64 finaliser: spreads the bits.
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
@@ -287,13 +414,31 @@ pub fn decide(book: &Book, config: &EngineConfig) -> Vec<Decision> {
     let rest: Vec<usize> = (0..book.len())
         .filter(|&i| decisions[i].is_none())
         .collect();
-    let values: Vec<Values> = rest.iter().map(|&i| book.values[i]).collect();
-    let chosen = allocate::allocate(&values, &capacity);
-    for (&i, strategy) in rest.iter().zip(chosen) {
-        decisions[i] = Some(Decision {
-            strategy,
-            propensity: 1.0,
-        });
+    // With a challenger each side gets the capacity left in proportion to
+    // its accounts, so that the two plans can be compared fairly.
+    let (challenger, champion): (Vec<usize>, Vec<usize>) =
+        rest.into_iter().partition(|&i| book.by_challenger[i]);
+    let total = (challenger.len() + champion.len()).max(1) as u64;
+    let challenger_capacity: [Option<u64>; K] = std::array::from_fn(|s| {
+        capacity[s].map(|left| {
+            ((u128::from(left) * challenger.len() as u128 + u128::from(total) / 2)
+                / u128::from(total)) as u64
+        })
+    });
+    let champion_capacity: [Option<u64>; K] =
+        std::array::from_fn(|s| capacity[s].map(|left| left - challenger_capacity[s].unwrap_or(0)));
+    for (side, side_capacity) in [
+        (champion, champion_capacity),
+        (challenger, challenger_capacity),
+    ] {
+        let values: Vec<Values> = side.iter().map(|&i| book.values[i]).collect();
+        let chosen = allocate::allocate(&values, &side_capacity);
+        for (&i, strategy) in side.iter().zip(chosen) {
+            decisions[i] = Some(Decision {
+                strategy,
+                propensity: 1.0,
+            });
+        }
     }
     decisions
         .into_iter()
@@ -409,7 +554,10 @@ pub fn plan_frame(
         Column::new("reasons".into(), &book.reasons),
         Column::new("blocked_by".into(), blocked),
         Column::new("propensity".into(), propensity),
-        Column::new("model_version".into(), vec![book.model_version.as_str(); n]),
+        Column::new(
+            "model_version".into(),
+            (0..n).map(|i| book.model_of(i)).collect::<Vec<_>>(),
+        ),
         Column::new("currency".into(), &book.currency),
     ])
 }
