@@ -708,7 +708,7 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         .with_context(|| format!("opening the store {}", store::redact(&options.db)))?;
     let postgres = store.backend() == Backend::Postgres;
     let app = Arc::new(App {
-        store: Arc::new(store),
+        store,
         live_rules: LiveRules::new(&options.config.rules),
         config: options.config.clone(),
         keys,

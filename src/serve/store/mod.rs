@@ -1,0 +1,359 @@
+//! Where the served plan, leases and recorded actions live: an embedded SQLite
+//! file by default ([`sqlite::SqliteStore`]), PostgreSQL for several replicas
+//! ([`postgres::PostgresStore`]). Both implement the one [`Store`] trait, and
+//! one test suite (`tests/serve.rs`) runs against both.
+//!
+//! They share the statements of [`sql`] through sqlx's `Any` driver; each adds
+//! what is its own: how it connects and migrates, its row locks, and how other
+//! replicas hear of a change (see [`sql::SqlBackend`]).
+//!
+//! Correctness with several replicas on one PostgreSQL:
+//! - a lease is an `UPDATE … WHERE account_id IN (SELECT … FOR UPDATE SKIP
+//!   LOCKED)` on the plan rows themselves, so two agents never get the same
+//!   account, and a row leased meanwhile is re-checked before it is taken;
+//! - leases and actions hold a share lock on the active-plan row while the
+//!   switch to a new plan holds it exclusively, so no lease or action falls
+//!   between two plans.
+//!
+//! SQLite serialises all writes through one connection (WAL, `synchronous =
+//! FULL`), so it is correct for one process; reads use a pool of their own.
+//! Every write is committed (durable) before the call returns.
+
+mod live;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::Strategy;
+use crate::strategy::rules::RuleConfig;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("no plan is loaded yet")]
+    NoPlan,
+    #[error("account {0:?} is not in the served plan")]
+    UnknownAccount(String),
+    #[error("the Idempotency-Key {0:?} was already used for a different action on this account")]
+    IdempotencyConflict(String),
+    #[error("the cursor belongs to plan {0}, which has since been replaced; start again without a cursor")]
+    StaleCursor(i64),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The database behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Invalid(format!(
+                "--db {}: expected sqlite://PATH or postgres://…",
+                redact(url)
+            )))
+        }
+    }
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_info = &url[scheme + 3..at];
+            let user = user_info.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// One account's row of a plan, as stored.
+#[derive(Debug, Clone)]
+pub struct PlanRow {
+    pub account_id: String,
+    /// Whose contact limits the account shares (`customer_id`, else the account).
+    pub person: String,
+    pub timezone: String,
+    pub currency: String,
+    pub strategy: &'static str,
+    pub queue_rank: i64,
+    /// Money in ten-thousandths.
+    pub priority: i64,
+    pub p_pay: f64,
+    pub expected_value: i64,
+    pub reasons: String,
+    pub blocked_by: String,
+    pub propensity: f64,
+    pub model_version: String,
+    pub balance: i64,
+    pub days_past_due: i64,
+    /// The propensity model's P(pay).
+    pub risk: f64,
+    /// Call attempts counted against this account on the planning day.
+    pub calls_in_window: i64,
+    /// Microseconds since the epoch before which no call may be handed out
+    /// (the end of a conversation's cool-off).
+    pub call_from: Option<i64>,
+    /// The latest actions of the data folder, newest first, as JSON.
+    pub history: String,
+}
+
+/// What describes a stored plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanMeta {
+    pub plan_id: i64,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+    pub day: NaiveDate,
+    pub model_version: String,
+    pub data_hash: String,
+    pub accounts: i64,
+    /// The plan's summary (segments, mix), JSON.
+    pub summary: String,
+}
+
+/// A queue entry as worklists and leases show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub account_id: String,
+    pub queue_rank: i64,
+    pub priority: i64,
+    pub p_pay: f64,
+    pub expected_value: i64,
+    pub currency: String,
+    pub reasons: String,
+}
+
+/// A lease handed out.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub item: Item,
+    /// Microseconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// An action to record, as an `actions` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewAction {
+    /// Microseconds since the epoch.
+    pub at: i64,
+    /// The instant as the client wrote it (RFC 3339 with its offset).
+    pub at_text: String,
+    pub channel: String,
+    pub outcome: String,
+    pub promised_amount: Option<String>,
+    pub promised_on: Option<NaiveDate>,
+    pub agent_id: Option<String>,
+}
+
+/// A recorded action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAction {
+    pub id: i64,
+    pub account_id: String,
+    pub action: NewAction,
+    /// Microseconds since the epoch.
+    pub recorded_at: i64,
+}
+
+/// What recording an action did.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The active plan it applied to.
+    pub plan_id: i64,
+    pub action: StoredAction,
+    /// A retry with the same Idempotency-Key: nothing new was recorded.
+    pub replayed: bool,
+    /// Accounts (this one or the same person's) whose planned strategy the
+    /// action blocked, with the rule.
+    pub blocked: Vec<(String, String)>,
+}
+
+/// One account as the store holds it in the active plan.
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub item: Item,
+    pub strategy: String,
+    pub blocked_by: String,
+    pub blocked_live: Option<String>,
+    pub propensity: f64,
+    pub model_version: String,
+    pub leased_by: Option<String>,
+    pub lease_expires: Option<i64>,
+    pub history: String,
+    /// Actions recorded through the API, newest first.
+    pub recent: Vec<StoredAction>,
+}
+
+/// A committed change to the live state of a plan's accounts, as replicas
+/// hear of it (PostgreSQL `NOTIFY` on [`CHANGES`], sent in the same
+/// transaction, so it is heard on commit and in commit order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Change {
+    /// Accounts leased to `agent` until `expires` (microseconds since the epoch).
+    Leased {
+        plan: i64,
+        agent: String,
+        expires: i64,
+        accounts: Vec<String>,
+    },
+    /// Accounts blocked by an action (their leases end too).
+    Blocked { plan: i64, accounts: Vec<String> },
+    /// An account's lease ended with an action.
+    Released { plan: i64, account: String },
+    /// A plan became the active one.
+    Activated { plan: i64 },
+    /// A replica's freshness marker (see `queues::Freshness`).
+    Marker { replica: String, n: u64 },
+}
+
+impl Change {
+    /// The plan whose accounts it changes.
+    pub fn plan(&self) -> Option<i64> {
+        match self {
+            Change::Leased { plan, .. }
+            | Change::Blocked { plan, .. }
+            | Change::Released { plan, .. }
+            | Change::Activated { plan } => Some(*plan),
+            Change::Marker { .. } => None,
+        }
+    }
+}
+
+/// The PostgreSQL channel that carries [`Change`]s.
+pub const CHANGES: &str = "prioritize_changes";
+
+/// A queue entry with its live state, for an in-memory copy of a plan.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    /// The strategy's index in the contract's order.
+    pub strategy: usize,
+    pub item: Item,
+    pub blocked: bool,
+    /// Agent and expiry (microseconds since the epoch).
+    pub lease: Option<(String, i64)>,
+}
+
+/// The live parts of the compliance rules: what an action changes at once.
+#[derive(Debug, Clone)]
+pub struct LiveRules {
+    pub max_calls_in_window: i64,
+    pub cool_off_micros: i64,
+    pub window_days: i64,
+    /// Strategies made by phone (they count as calls), as an SQL list.
+    pub call_like_sql: String,
+}
+
+impl LiveRules {
+    pub fn new(config: &RuleConfig) -> LiveRules {
+        LiveRules {
+            max_calls_in_window: i64::from(config.max_calls_in_window),
+            cool_off_micros: i64::from(config.conversation_cool_off_days) * 86_400_000_000,
+            window_days: i64::from(
+                config
+                    .call_window_days
+                    .max(config.conversation_cool_off_days),
+            ),
+            call_like_sql: Strategy::ALL
+                .iter()
+                .filter(|s| s.channel() == Some("call"))
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Storage of plans, leases and actions.
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn backend(&self) -> Backend;
+    /// The active plan, if any.
+    async fn active_plan(&self) -> Result<Option<PlanMeta>, StoreError>;
+    /// The newest stored plan older than the active one.
+    async fn previous_plan(&self) -> Result<Option<PlanMeta>, StoreError>;
+    /// Stores a plan's rows (not yet active); returns its id.
+    async fn insert_plan(&self, meta: &PlanMeta, rows: &[PlanRow]) -> Result<i64, StoreError>;
+    /// Makes a stored plan the active one, atomically: active leases carry
+    /// over, and actions recorded since the plan's day began apply to it.
+    async fn activate_plan(&self, plan_id: i64, rules: &LiveRules) -> Result<(), StoreError>;
+    /// Deletes the rows of plans older than the active one's predecessor.
+    async fn prune_plans(&self) -> Result<u64, StoreError>;
+    /// A page of a strategy's queue after `cursor`, leaving out accounts
+    /// blocked since the plan and accounts leased to someone other than `agent`.
+    async fn worklist(
+        &self,
+        strategy: &str,
+        cursor: Option<(i64, i64)>,
+        limit: i64,
+        now: i64,
+        agent: Option<&str>,
+    ) -> Result<(i64, Vec<Item>), StoreError>;
+    /// Every account of plan `plan_id` in its queue, with its live state.
+    async fn queue_rows(&self, plan_id: i64) -> Result<Vec<QueueRow>, StoreError>;
+    /// Leases the next `count` accounts of a queue to `agent`. `zones`, when
+    /// given, are the only time zones whose accounts may be handed out now.
+    /// Returns the active plan's id with the leases.
+    async fn lease(
+        &self,
+        strategy: &str,
+        agent: &str,
+        count: i64,
+        ttl_micros: i64,
+        now: i64,
+        zones: Option<&[String]>,
+    ) -> Result<(i64, Vec<Leased>), StoreError>;
+    /// Sends a replica's freshness marker to every listener (PostgreSQL; a
+    /// no-op elsewhere).
+    async fn send_marker(&self, replica: &str, n: u64) -> Result<(), StoreError>;
+    /// Records an action durably and applies its compliance effects.
+    async fn record_action(
+        &self,
+        account_id: &str,
+        action: &NewAction,
+        idempotency_key: Option<&str>,
+        now: i64,
+        rules: &LiveRules,
+    ) -> Result<Recorded, StoreError>;
+    /// One account of the active plan with its recent actions.
+    async fn account(
+        &self,
+        account_id: &str,
+        recent: i64,
+    ) -> Result<Option<AccountRow>, StoreError>;
+    /// Accounts per queue that are open (not blocked since the plan), and
+    /// leased now, by strategy.
+    async fn queue_sizes(&self, now: i64) -> Result<BTreeMap<String, (i64, i64)>, StoreError>;
+    /// Distinct time zones of the active plan's accounts.
+    async fn zones(&self) -> Result<Vec<String>, StoreError>;
+    /// Closes the pools.
+    async fn close(&self);
+}
+
+/// Opens (creating if needed) the store at `url` and brings its schema up to date.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    sqlx::any::install_default_drivers();
+    Ok(match Backend::of_url(url)? {
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url).await?),
+        Backend::Postgres => Arc::new(postgres::PostgresStore::open(url).await?),
+    })
+}

@@ -1,0 +1,662 @@
+//! The SQL both stores share, through sqlx's `Any` driver, implemented once
+//! for every [`SqlBackend`]: what a database adds is its pools, its row locks
+//! (by [`Backend`]) and how other replicas hear of a change.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{NaiveDate, Utc};
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::live::{account_keys, apply_live, record_once};
+use super::{
+    AccountRow, Backend, Change, Item, Leased, LiveRules, NewAction, PlanMeta, PlanRow, QueueRow,
+    Recorded, Store, StoreError, StoredAction,
+};
+use crate::contract::Strategy;
+
+/// What one database adds to the shared SQL.
+#[async_trait]
+pub trait SqlBackend: Send + Sync {
+    const BACKEND: Backend;
+    /// Connections for reads.
+    fn read(&self) -> &AnyPool;
+    /// Connections for writes (SQLite: the single writer).
+    fn write(&self) -> &AnyPool;
+    /// Tells every other replica of `change` when the transaction on `conn` commits.
+    async fn announce(&self, conn: &mut AnyConnection, change: Change) -> Result<(), StoreError>;
+    /// Called once a plan's rows are stored.
+    async fn plan_stored(&self) -> Result<(), StoreError>;
+}
+
+impl Backend {
+    fn ddl(self, template: &str) -> String {
+        let (id, int, real) = match self {
+            Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL"),
+            Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION"),
+        };
+        template
+            .replace("{id}", id)
+            .replace("{int}", int)
+            .replace("{real}", real)
+    }
+
+    /// Row lock for a queue's candidate rows.
+    fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    fn lock(self, exclusive: bool) -> &'static str {
+        match (self, exclusive) {
+            (Backend::Sqlite, _) => "",
+            (Backend::Postgres, true) => "FOR UPDATE",
+            (Backend::Postgres, false) => "FOR SHARE",
+        }
+    }
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS plans (
+        plan_id {id},
+        created_at {int} NOT NULL,
+        day TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        data_hash TEXT NOT NULL,
+        accounts {int} NOT NULL,
+        summary TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS active_plan (
+        id {int} PRIMARY KEY,
+        plan_id {int} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS plan_items (
+        plan_id {int} NOT NULL,
+        account_id TEXT NOT NULL,
+        person TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        queue_rank {int} NOT NULL,
+        priority {int} NOT NULL,
+        p_pay {real} NOT NULL,
+        expected_value {int} NOT NULL,
+        reasons TEXT NOT NULL,
+        blocked_by TEXT NOT NULL,
+        propensity {real} NOT NULL,
+        model_version TEXT NOT NULL,
+        balance {int} NOT NULL,
+        days_past_due {int} NOT NULL,
+        risk {real} NOT NULL,
+        calls_in_window {int} NOT NULL,
+        call_from {int},
+        history TEXT NOT NULL,
+        blocked_live TEXT,
+        leased_by TEXT,
+        lease_expires {int},
+        PRIMARY KEY (plan_id, account_id))",
+    "CREATE INDEX IF NOT EXISTS plan_items_queue ON plan_items (plan_id, strategy, queue_rank)",
+    "CREATE INDEX IF NOT EXISTS plan_items_person ON plan_items (plan_id, person)",
+    "CREATE TABLE IF NOT EXISTS people (
+        plan_id {int} NOT NULL,
+        person TEXT NOT NULL,
+        calls_added {int} NOT NULL,
+        PRIMARY KEY (plan_id, person))",
+    "CREATE TABLE IF NOT EXISTS actions (
+        id {id},
+        account_id TEXT NOT NULL,
+        at {int} NOT NULL,
+        at_text TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        promised_amount TEXT,
+        promised_on TEXT,
+        agent_id TEXT,
+        idempotency_key TEXT,
+        request_hash TEXT,
+        recorded_at {int} NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS actions_idempotency ON actions (account_id, idempotency_key)",
+    "CREATE INDEX IF NOT EXISTS actions_account ON actions (account_id, id)",
+    "CREATE INDEX IF NOT EXISTS actions_at ON actions (at)",
+];
+
+const ROW_COLUMNS: &str = "plan_id, account_id, person, timezone, currency, strategy, queue_rank, \
+    priority, p_pay, expected_value, reasons, blocked_by, propensity, model_version, balance, \
+    days_past_due, risk, calls_in_window, call_from, history";
+const ROW_WIDTH: usize = 20;
+
+/// Creates what is missing of the schema.
+pub async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    for statement in SCHEMA {
+        sqlx::query(&backend.ddl(statement))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The active plan, locked against a switch (PostgreSQL: shared, or
+/// exclusive for the switch itself).
+pub(super) async fn active_id(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    exclusive: bool,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT plan_id FROM active_plan WHERE id = 1 {}",
+        backend.lock(exclusive)
+    );
+    let row = sqlx::query(&sql).fetch_optional(&mut *conn).await?;
+    match row {
+        Some(row) => Ok(row.try_get::<i64, _>(0)?),
+        None => Err(StoreError::NoPlan),
+    }
+}
+
+pub(super) const ACTION_COLUMNS: &str =
+    "id, account_id, at, at_text, channel, outcome, promised_amount, promised_on, agent_id, recorded_at";
+
+pub(super) fn stored_action(row: &sqlx::any::AnyRow) -> Result<StoredAction, StoreError> {
+    let promised_on: Option<String> = row.try_get("promised_on")?;
+    Ok(StoredAction {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        action: NewAction {
+            at: row.try_get("at")?,
+            at_text: row.try_get("at_text")?,
+            channel: row.try_get("channel")?,
+            outcome: row.try_get("outcome")?,
+            promised_amount: row.try_get("promised_amount")?,
+            promised_on: promised_on.and_then(|d| d.parse().ok()),
+            agent_id: row.try_get("agent_id")?,
+        },
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+fn item(row: &sqlx::any::AnyRow) -> Result<Item, StoreError> {
+    Ok(Item {
+        account_id: row.try_get("account_id")?,
+        queue_rank: row.try_get("queue_rank")?,
+        priority: row.try_get("priority")?,
+        p_pay: row.try_get("p_pay")?,
+        expected_value: row.try_get("expected_value")?,
+        currency: row.try_get("currency")?,
+        reasons: row.try_get("reasons")?,
+    })
+}
+
+const ITEM_COLUMNS: &str =
+    "account_id, queue_rank, priority, p_pay, expected_value, currency, reasons";
+
+fn is_unique_violation(error: &StoreError) -> bool {
+    match error {
+        StoreError::Db(sqlx::Error::Database(e)) => e.is_unique_violation(),
+        _ => false,
+    }
+}
+
+/// A `plans` row.
+fn plan_meta(row: &sqlx::any::AnyRow) -> Result<PlanMeta, StoreError> {
+    let day: String = row.try_get("day")?;
+    Ok(PlanMeta {
+        plan_id: row.try_get("plan_id")?,
+        created_at: row.try_get("created_at")?,
+        day: day
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("stored plan day {day:?}")))?,
+        model_version: row.try_get("model_version")?,
+        data_hash: row.try_get("data_hash")?,
+        accounts: row.try_get("accounts")?,
+        summary: row.try_get("summary")?,
+    })
+}
+
+#[async_trait]
+impl<T: SqlBackend> Store for T {
+    fn backend(&self) -> Backend {
+        T::BACKEND
+    }
+
+    async fn active_plan(&self) -> Result<Option<PlanMeta>, StoreError> {
+        let row = sqlx::query(
+            "SELECT p.plan_id, p.created_at, p.day, p.model_version, p.data_hash, p.accounts, p.summary \
+             FROM active_plan a JOIN plans p ON p.plan_id = a.plan_id WHERE a.id = 1",
+        )
+        .fetch_optional(self.read())
+        .await?;
+        row.map(|row| plan_meta(&row)).transpose()
+    }
+
+    async fn previous_plan(&self) -> Result<Option<PlanMeta>, StoreError> {
+        let row = sqlx::query(
+            "SELECT p.plan_id, p.created_at, p.day, p.model_version, p.data_hash, p.accounts, p.summary \
+             FROM plans p WHERE p.plan_id < (SELECT plan_id FROM active_plan WHERE id = 1) \
+             ORDER BY p.plan_id DESC LIMIT 1",
+        )
+        .fetch_optional(self.read())
+        .await?;
+        row.map(|row| plan_meta(&row)).transpose()
+    }
+
+    async fn insert_plan(&self, meta: &PlanMeta, rows: &[PlanRow]) -> Result<i64, StoreError> {
+        let mut tx = self.write().begin().await?;
+        let plan_id: i64 = sqlx::query(
+            "INSERT INTO plans (created_at, day, model_version, data_hash, accounts, summary) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING plan_id",
+        )
+        .bind(meta.created_at)
+        .bind(meta.day.to_string())
+        .bind(&meta.model_version)
+        .bind(&meta.data_hash)
+        .bind(rows.len() as i64)
+        .bind(&meta.summary)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        // Rows go in chunks, each its own transaction, so that actions and
+        // leases on the active plan interleave (SQLite has one writer).
+        const CHUNK: usize = 800;
+        let placeholders: Vec<String> = (0..CHUNK)
+            .map(|r| {
+                let cells: Vec<String> = (1..=ROW_WIDTH)
+                    .map(|c| format!("${}", r * ROW_WIDTH + c))
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        for (index, chunk) in rows.chunks(CHUNK * 8).enumerate() {
+            let mut tx = self.write().begin().await?;
+            for part in chunk.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO plan_items ({ROW_COLUMNS}) VALUES {}",
+                    placeholders[..part.len()].join(", ")
+                );
+                let mut query = sqlx::query(&sql);
+                for row in part {
+                    query = query
+                        .bind(plan_id)
+                        .bind(&row.account_id)
+                        .bind(&row.person)
+                        .bind(&row.timezone)
+                        .bind(&row.currency)
+                        .bind(row.strategy)
+                        .bind(row.queue_rank)
+                        .bind(row.priority)
+                        .bind(row.p_pay)
+                        .bind(row.expected_value)
+                        .bind(&row.reasons)
+                        .bind(&row.blocked_by)
+                        .bind(row.propensity)
+                        .bind(&row.model_version)
+                        .bind(row.balance)
+                        .bind(row.days_past_due)
+                        .bind(row.risk)
+                        .bind(row.calls_in_window)
+                        .bind(row.call_from)
+                        .bind(&row.history);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            tracing::debug!(plan_id, rows = (index + 1) * CHUNK * 8, "plan rows stored");
+        }
+        self.plan_stored().await?;
+        Ok(plan_id)
+    }
+
+    async fn activate_plan(&self, plan_id: i64, rules: &LiveRules) -> Result<(), StoreError> {
+        let mut tx = self.write().begin().await?;
+        // Waits for leases and actions in flight on the old plan.
+        let old = match active_id(&mut tx, T::BACKEND, true).await {
+            Ok(id) => Some(id),
+            Err(StoreError::NoPlan) => None,
+            Err(e) => return Err(e),
+        };
+        let now = Utc::now().timestamp_micros();
+        if let Some(old) = old {
+            // Leases still running carry over to the new plan's rows.
+            let leases = sqlx::query(
+                "SELECT account_id, leased_by, lease_expires FROM plan_items \
+                 WHERE plan_id = $1 AND leased_by IS NOT NULL AND lease_expires > $2",
+            )
+            .bind(old)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for lease in leases {
+                sqlx::query(
+                    "UPDATE plan_items SET leased_by = $1, lease_expires = $2 \
+                     WHERE plan_id = $3 AND account_id = $4",
+                )
+                .bind(lease.try_get::<String, _>(1)?)
+                .bind(lease.try_get::<i64, _>(2)?)
+                .bind(plan_id)
+                .bind(lease.try_get::<String, _>(0)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        // Actions recorded through the API apply to the new plan as they did
+        // to the old one: those of the rules' windows, and promises still open.
+        let day: String = sqlx::query("SELECT day FROM plans WHERE plan_id = $1")
+            .bind(plan_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let day: NaiveDate = day
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("stored plan day {day:?}")))?;
+        let since = (day - chrono::Duration::days(rules.window_days + 1))
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_micros();
+        let actions = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE at >= $1 OR promised_on >= $2 ORDER BY id"
+        ))
+        .bind(since)
+        .bind(day.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &actions {
+            let stored = stored_action(row)?;
+            // Accounts no longer in the data folder have nothing to block.
+            let Some((person, zone)) = account_keys(&mut tx, plan_id, &stored.account_id).await?
+            else {
+                continue;
+            };
+            apply_live(
+                &mut tx,
+                plan_id,
+                &stored.account_id,
+                (&person, &zone),
+                &stored.action,
+                now,
+                rules,
+            )
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO active_plan (id, plan_id) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET plan_id = excluded.plan_id",
+        )
+        .bind(plan_id)
+        .execute(&mut *tx)
+        .await?;
+        self.announce(&mut tx, Change::Activated { plan: plan_id })
+            .await?;
+        tx.commit().await?;
+        tracing::info!(plan_id, replayed = actions.len(), "plan activated");
+        Ok(())
+    }
+
+    async fn prune_plans(&self) -> Result<u64, StoreError> {
+        let mut conn = self.write().acquire().await?;
+        let active = match active_id(&mut conn, T::BACKEND, false).await {
+            Ok(id) => id,
+            Err(StoreError::NoPlan) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let keep: Option<i64> = sqlx::query("SELECT max(plan_id) FROM plans WHERE plan_id < $1")
+            .bind(active)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let keep = keep.unwrap_or(active);
+        let mut removed = 0;
+        for table in ["plan_items", "people", "plans"] {
+            removed += sqlx::query(&format!(
+                "DELETE FROM {table} WHERE plan_id < $1 AND plan_id <> $2"
+            ))
+            .bind(keep)
+            .bind(active)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        }
+        Ok(removed)
+    }
+
+    async fn worklist(
+        &self,
+        strategy: &str,
+        cursor: Option<(i64, i64)>,
+        limit: i64,
+        now: i64,
+        agent: Option<&str>,
+    ) -> Result<(i64, Vec<Item>), StoreError> {
+        let mut conn = self.read().acquire().await?;
+        let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
+        let after = match cursor {
+            Some((plan, _)) if plan != plan_id => return Err(StoreError::StaleCursor(plan)),
+            Some((_, rank)) => rank,
+            None => 0,
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS} FROM plan_items \
+             WHERE plan_id = $1 AND strategy = $2 AND queue_rank > $3 AND blocked_live IS NULL \
+             AND (leased_by IS NULL OR lease_expires <= $4 OR leased_by = $5) \
+             ORDER BY queue_rank LIMIT $6"
+        ))
+        .bind(plan_id)
+        .bind(strategy)
+        .bind(after)
+        .bind(now)
+        .bind(agent.unwrap_or("").to_string())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        let items = rows.iter().map(item).collect::<Result<Vec<_>, _>>()?;
+        Ok((plan_id, items))
+    }
+
+    async fn lease(
+        &self,
+        strategy: &str,
+        agent: &str,
+        count: i64,
+        ttl_micros: i64,
+        now: i64,
+        zones: Option<&[String]>,
+    ) -> Result<(i64, Vec<Leased>), StoreError> {
+        let mut tx = self.write().begin().await?;
+        let plan_id = active_id(&mut tx, T::BACKEND, false).await?;
+        let expires = now + ttl_micros;
+        let mut extra = String::new();
+        if let Some(zones) = zones {
+            if zones.is_empty() {
+                tx.rollback().await?;
+                return Ok((plan_id, Vec::new()));
+            }
+            let list: Vec<String> = (0..zones.len()).map(|k| format!("${}", 7 + k)).collect();
+            extra = format!(
+                " AND (call_from IS NULL OR call_from <= $5) AND timezone IN ({})",
+                list.join(", ")
+            );
+        }
+        let sql = format!(
+            "UPDATE plan_items SET leased_by = $1, lease_expires = $2 \
+             WHERE plan_id = $3 AND account_id IN (\
+               SELECT account_id FROM plan_items WHERE plan_id = $3 AND strategy = $4 \
+               AND blocked_live IS NULL AND (leased_by IS NULL OR lease_expires <= $5){extra} \
+               ORDER BY queue_rank LIMIT $6 {}) \
+             RETURNING {ITEM_COLUMNS}",
+            T::BACKEND.skip_locked()
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(agent)
+            .bind(expires)
+            .bind(plan_id)
+            .bind(strategy)
+            .bind(now)
+            .bind(count);
+        for zone in zones.unwrap_or(&[]) {
+            query = query.bind(zone);
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
+        if !rows.is_empty() {
+            let accounts = rows
+                .iter()
+                .map(|row| row.try_get::<String, _>("account_id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let change = Change::Leased {
+                plan: plan_id,
+                agent: agent.to_string(),
+                expires,
+                accounts,
+            };
+            self.announce(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        let mut leased = rows
+            .iter()
+            .map(|row| {
+                Ok(Leased {
+                    item: item(row)?,
+                    expires_at: expires,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        leased.sort_by_key(|l| l.item.queue_rank);
+        Ok((plan_id, leased))
+    }
+
+    async fn queue_rows(&self, plan_id: i64) -> Result<Vec<QueueRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS}, strategy, blocked_live, leased_by, lease_expires \
+             FROM plan_items WHERE plan_id = $1"
+        ))
+        .bind(plan_id)
+        .fetch_all(self.read())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let strategy: String = row.try_get("strategy")?;
+                let strategy = Strategy::from_str(&strategy)
+                    .map_err(|_| StoreError::Invalid(format!("stored strategy {strategy:?}")))?;
+                let blocked: Option<String> = row.try_get("blocked_live")?;
+                let agent: Option<String> = row.try_get("leased_by")?;
+                let expires: Option<i64> = row.try_get("lease_expires")?;
+                Ok(QueueRow {
+                    strategy: strategy as usize,
+                    item: item(row)?,
+                    blocked: blocked.is_some(),
+                    lease: agent.zip(expires),
+                })
+            })
+            .collect()
+    }
+
+    async fn send_marker(&self, replica: &str, n: u64) -> Result<(), StoreError> {
+        let mut conn = self.write().acquire().await?;
+        let marker = Change::Marker {
+            replica: replica.to_string(),
+            n,
+        };
+        self.announce(&mut conn, marker).await
+    }
+
+    async fn record_action(
+        &self,
+        account_id: &str,
+        action: &NewAction,
+        idempotency_key: Option<&str>,
+        now: i64,
+        rules: &LiveRules,
+    ) -> Result<Recorded, StoreError> {
+        use sha2::{Digest, Sha256};
+        let hash = hex::encode(Sha256::digest(
+            serde_json::to_vec(action).expect("actions serialise"),
+        ));
+        match record_once(self, account_id, action, idempotency_key, &hash, now, rules).await {
+            // Two requests with one key at once: the second finds the first.
+            Err(e) if idempotency_key.is_some() && is_unique_violation(&e) => {
+                record_once(self, account_id, action, idempotency_key, &hash, now, rules).await
+            }
+            other => other,
+        }
+    }
+
+    async fn account(
+        &self,
+        account_id: &str,
+        recent: i64,
+    ) -> Result<Option<AccountRow>, StoreError> {
+        let mut conn = self.read().acquire().await?;
+        let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS}, strategy, blocked_by, blocked_live, propensity, model_version, \
+             leased_by, lease_expires, history FROM plan_items WHERE plan_id = $1 AND account_id = $2"
+        ))
+        .bind(plan_id)
+        .bind(account_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let actions = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE account_id = $1 ORDER BY at DESC, id DESC LIMIT $2"
+        ))
+        .bind(account_id)
+        .bind(recent)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(AccountRow {
+            item: item(&row)?,
+            strategy: row.try_get("strategy")?,
+            blocked_by: row.try_get("blocked_by")?,
+            blocked_live: row.try_get("blocked_live")?,
+            propensity: row.try_get("propensity")?,
+            model_version: row.try_get("model_version")?,
+            leased_by: row.try_get("leased_by")?,
+            lease_expires: row.try_get("lease_expires")?,
+            history: row.try_get("history")?,
+            recent: actions
+                .iter()
+                .map(stored_action)
+                .collect::<Result<Vec<_>, _>>()?,
+        }))
+    }
+
+    async fn queue_sizes(&self, now: i64) -> Result<BTreeMap<String, (i64, i64)>, StoreError> {
+        let mut conn = self.read().acquire().await?;
+        let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
+        let rows = sqlx::query(
+            "SELECT strategy, \
+             sum(CASE WHEN blocked_live IS NULL THEN 1 ELSE 0 END), \
+             sum(CASE WHEN blocked_live IS NULL AND leased_by IS NOT NULL AND lease_expires > $2 THEN 1 ELSE 0 END) \
+             FROM plan_items WHERE plan_id = $1 GROUP BY strategy",
+        )
+        .bind(plan_id)
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            out.insert(
+                row.try_get::<String, _>(0)?,
+                (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn zones(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.read().acquire().await?;
+        let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
+        let rows = sqlx::query("SELECT DISTINCT timezone FROM plan_items WHERE plan_id = $1")
+            .bind(plan_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    async fn close(&self) {
+        self.write().close().await;
+        self.read().close().await;
+    }
+}
