@@ -283,6 +283,15 @@ pub async fn lease(
             })
             .unwrap_or_default()
     });
+    // The queues in memory know the next free accounts; the store checks them again.
+    let candidates = app.fresh_queues().await.map(|queues| {
+        queues.candidates(
+            strategy,
+            request.count as usize,
+            now.timestamp_micros(),
+            zones.as_deref(),
+        )
+    });
     let (plan_id, leased) = app
         .store
         .lease(
@@ -292,6 +301,7 @@ pub async fn lease(
             ttl * 1_000_000,
             now.timestamp_micros(),
             zones.as_deref(),
+            candidates.as_deref(),
         )
         .await?;
     if let Some(first) = leased.first() {

@@ -53,8 +53,13 @@ impl LiveState {
 #[derive(Default)]
 struct Queue {
     ranks: Vec<i64>,
+    ids: Vec<Box<str>>,
     /// Each entry rendered as a worklist item.
     json: Vec<Box<str>>,
+    /// Index of the account's time zone in [`Snapshot::zones`].
+    zone: Vec<u32>,
+    /// No call before this instant (`i64::MIN`: no cool-off).
+    call_from: Vec<i64>,
     live: RwLock<Vec<LiveState>>,
 }
 
@@ -64,6 +69,8 @@ pub struct Snapshot {
     queues: Vec<Queue>,
     /// Where an account stands: its queue and position.
     position: HashMap<Box<str>, (usize, usize)>,
+    /// The plan's time zones.
+    zones: Vec<String>,
 }
 
 impl Snapshot {
@@ -77,6 +84,8 @@ impl Snapshot {
         let mut queues: Vec<Queue> = (0..K).map(|_| Queue::default()).collect();
         let mut position = HashMap::with_capacity(rows.len());
         let mut live: Vec<Vec<LiveState>> = vec![Vec::new(); K];
+        let mut zones: Vec<String> = Vec::new();
+        let mut zone_index: HashMap<String, u32> = HashMap::new();
         for row in rows {
             let queue = &mut queues[row.strategy];
             position.insert(
@@ -84,7 +93,14 @@ impl Snapshot {
                 (row.strategy, queue.ranks.len()),
             );
             queue.ranks.push(row.item.queue_rank);
+            queue.ids.push(row.item.account_id.clone().into_boxed_str());
             queue.json.push(render(&row.item).into_boxed_str());
+            let zone = *zone_index.entry(row.timezone.clone()).or_insert_with(|| {
+                zones.push(row.timezone.clone());
+                zones.len() as u32 - 1
+            });
+            queue.zone.push(zone);
+            queue.call_from.push(row.call_from.unwrap_or(i64::MIN));
             live[row.strategy].push(LiveState {
                 blocked: row.blocked,
                 lease: row
@@ -99,7 +115,32 @@ impl Snapshot {
             plan_id,
             queues,
             position,
+            zones,
         }
+    }
+
+    /// The first `count` accounts of `strategy`'s queue that nobody holds at
+    /// `now`; with `zones` (calls), only those time zones and past any cool-off.
+    pub fn candidates(
+        &self,
+        strategy: Strategy,
+        count: usize,
+        now: i64,
+        zones: Option<&[String]>,
+    ) -> Vec<String> {
+        let allowed: Option<Vec<bool>> =
+            zones.map(|names| self.zones.iter().map(|z| names.contains(z)).collect());
+        let queue = &self.queues[strategy as usize];
+        let live = queue.live.read().expect("queue lock");
+        (0..queue.ranks.len())
+            .filter(|&k| live[k].visible(now, None))
+            .filter(|&k| match &allowed {
+                Some(allowed) => allowed[queue.zone[k] as usize] && queue.call_from[k] <= now,
+                None => true,
+            })
+            .take(count)
+            .map(|k| queue.ids[k].to_string())
+            .collect()
     }
 
     /// Writes up to `limit` items of `strategy`'s queue after rank `after`
@@ -327,6 +368,13 @@ mod tests {
             },
             blocked: false,
             lease: None,
+            timezone: if rank % 2 == 0 {
+                "Europe/Paris"
+            } else {
+                "America/Chicago"
+            }
+            .into(),
+            call_from: (rank == 3).then_some(5_000),
         }
     }
 
@@ -376,6 +424,35 @@ mod tests {
             (r#""a10","a11","a12""#.into(), None)
         );
         assert_eq!(page(&s, 12, 5, 1_000, None), (String::new(), None));
+    }
+
+    #[test]
+    fn lease_candidates_are_the_first_free_accounts_in_open_zones_past_any_cool_off() {
+        let s = snapshot(1);
+        assert_eq!(
+            s.candidates(Strategy::Call, 3, 1_000, None),
+            ["a1", "a2", "a3"]
+        );
+        // a8 is leased until 2000 and a9 blocked.
+        assert_eq!(
+            s.candidates(Strategy::Call, 2, 1_000, Some(&["Europe/Paris".into()])),
+            ["a2", "a4"]
+        );
+        let chicago = ["America/Chicago".to_string()];
+        assert_eq!(
+            s.candidates(Strategy::Call, 2, 1_000, Some(&chicago)),
+            ["a1", "a5"],
+            "a3 cools off"
+        );
+        assert_eq!(
+            s.candidates(Strategy::Call, 2, 5_000, Some(&chicago)),
+            ["a1", "a3"]
+        );
+        assert!(s.candidates(Strategy::Call, 2, 1_000, Some(&[])).is_empty());
+        assert_eq!(
+            s.candidates(Strategy::DemandLetter, 5, 1_000, None),
+            ["letter"]
+        );
     }
 
     #[test]

@@ -251,6 +251,9 @@ pub struct QueueRow {
     pub blocked: bool,
     /// Agent and expiry (microseconds since the epoch).
     pub lease: Option<(String, i64)>,
+    pub timezone: String,
+    /// No call before this instant (a conversation's cool-off), if set.
+    pub call_from: Option<i64>,
 }
 
 /// The live parts of the compliance rules: what an action changes at once.
@@ -312,7 +315,12 @@ pub trait Store: Send + Sync {
     async fn queue_rows(&self, plan_id: i64) -> Result<Vec<QueueRow>, StoreError>;
     /// Leases the next `count` accounts of a queue to `agent`. `zones`, when
     /// given, are the only time zones whose accounts may be handed out now.
-    /// Returns the active plan's id with the leases.
+    /// `candidates` are the accounts the server believes to be the next free
+    /// ones: they are checked again and taken first, and the queue is
+    /// scanned only for what they do not cover (a scan steps over every
+    /// account leased at the head of the queue). Returns the active plan's
+    /// id with the leases.
+    #[allow(clippy::too_many_arguments)]
     async fn lease(
         &self,
         strategy: &str,
@@ -321,6 +329,7 @@ pub trait Store: Send + Sync {
         ttl_micros: i64,
         now: i64,
         zones: Option<&[String]>,
+        candidates: Option<&[String]>,
     ) -> Result<(i64, Vec<Leased>), StoreError>;
     /// Sends a replica's freshness marker to every listener (PostgreSQL; a
     /// no-op elsewhere).

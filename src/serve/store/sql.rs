@@ -213,6 +213,64 @@ fn plan_meta(row: &sqlx::any::AnyRow) -> Result<PlanMeta, StoreError> {
     })
 }
 
+/// One `UPDATE` that leases the first free accounts of a queue, in rank order.
+struct QueueTake<'a> {
+    plan_id: i64,
+    strategy: &'a str,
+    agent: &'a str,
+    expires: i64,
+    now: i64,
+    /// Time zones where it is now within calling hours (calls only).
+    zones: Option<&'a [String]>,
+}
+
+impl QueueTake<'_> {
+    /// Leases up to `count` accounts, among `only` if given; the rows taken.
+    async fn run<T: SqlBackend>(
+        &self,
+        conn: &mut AnyConnection,
+        count: i64,
+        only: Option<&[String]>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let mut next = 7;
+        let mut list = |n: usize| {
+            let places: Vec<String> = (next..next + n).map(|k| format!("${k}")).collect();
+            next += n;
+            places.join(", ")
+        };
+        let mut extra = String::new();
+        if let Some(zones) = self.zones {
+            extra += &format!(
+                " AND (call_from IS NULL OR call_from <= $5) AND timezone IN ({})",
+                list(zones.len())
+            );
+        }
+        if let Some(only) = only {
+            extra += &format!(" AND account_id IN ({})", list(only.len()));
+        }
+        let sql = format!(
+            "UPDATE plan_items SET leased_by = $1, lease_expires = $2 \
+             WHERE plan_id = $3 AND account_id IN (\
+               SELECT account_id FROM plan_items WHERE plan_id = $3 AND strategy = $4 \
+               AND blocked_live IS NULL AND (leased_by IS NULL OR lease_expires <= $5){extra} \
+               ORDER BY queue_rank LIMIT $6 {}) \
+             RETURNING {ITEM_COLUMNS}",
+            T::BACKEND.skip_locked()
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(self.agent)
+            .bind(self.expires)
+            .bind(self.plan_id)
+            .bind(self.strategy)
+            .bind(self.now)
+            .bind(count);
+        for value in self.zones.unwrap_or(&[]).iter().chain(only.unwrap_or(&[])) {
+            query = query.bind(value);
+        }
+        Ok(query.fetch_all(&mut *conn).await?)
+    }
+}
+
 #[async_trait]
 impl<T: SqlBackend> Store for T {
     fn backend(&self) -> Backend {
@@ -461,42 +519,33 @@ impl<T: SqlBackend> Store for T {
         ttl_micros: i64,
         now: i64,
         zones: Option<&[String]>,
+        candidates: Option<&[String]>,
     ) -> Result<(i64, Vec<Leased>), StoreError> {
         let mut tx = self.write().begin().await?;
         let plan_id = active_id(&mut tx, T::BACKEND, false).await?;
         let expires = now + ttl_micros;
-        let mut extra = String::new();
-        if let Some(zones) = zones {
-            if zones.is_empty() {
-                tx.rollback().await?;
-                return Ok((plan_id, Vec::new()));
-            }
-            let list: Vec<String> = (0..zones.len()).map(|k| format!("${}", 7 + k)).collect();
-            extra = format!(
-                " AND (call_from IS NULL OR call_from <= $5) AND timezone IN ({})",
-                list.join(", ")
-            );
+        if zones.is_some_and(<[String]>::is_empty) {
+            tx.rollback().await?;
+            return Ok((plan_id, Vec::new()));
         }
-        let sql = format!(
-            "UPDATE plan_items SET leased_by = $1, lease_expires = $2 \
-             WHERE plan_id = $3 AND account_id IN (\
-               SELECT account_id FROM plan_items WHERE plan_id = $3 AND strategy = $4 \
-               AND blocked_live IS NULL AND (leased_by IS NULL OR lease_expires <= $5){extra} \
-               ORDER BY queue_rank LIMIT $6 {}) \
-             RETURNING {ITEM_COLUMNS}",
-            T::BACKEND.skip_locked()
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(agent)
-            .bind(expires)
-            .bind(plan_id)
-            .bind(strategy)
-            .bind(now)
-            .bind(count);
-        for zone in zones.unwrap_or(&[]) {
-            query = query.bind(zone);
+        let take = QueueTake {
+            plan_id,
+            strategy,
+            agent,
+            expires,
+            now,
+            zones,
+        };
+        let mut rows = Vec::new();
+        if let Some(candidates) = candidates.filter(|c| !c.is_empty()) {
+            rows = take.run::<T>(&mut tx, count, Some(candidates)).await?;
         }
-        let rows = query.fetch_all(&mut *tx).await?;
+        if (rows.len() as i64) < count {
+            let rest = take
+                .run::<T>(&mut tx, count - rows.len() as i64, None)
+                .await?;
+            rows.extend(rest);
+        }
         if !rows.is_empty() {
             let accounts = rows
                 .iter()
@@ -526,8 +575,8 @@ impl<T: SqlBackend> Store for T {
 
     async fn queue_rows(&self, plan_id: i64) -> Result<Vec<QueueRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ITEM_COLUMNS}, strategy, blocked_live, leased_by, lease_expires \
-             FROM plan_items WHERE plan_id = $1"
+            "SELECT {ITEM_COLUMNS}, strategy, blocked_live, leased_by, lease_expires, \
+             timezone, call_from FROM plan_items WHERE plan_id = $1"
         ))
         .bind(plan_id)
         .fetch_all(self.read())
@@ -545,6 +594,8 @@ impl<T: SqlBackend> Store for T {
                     item: item(row)?,
                     blocked: blocked.is_some(),
                     lease: agent.zip(expires),
+                    timezone: row.try_get("timezone")?,
+                    call_from: row.try_get("call_from")?,
                 })
             })
             .collect()
