@@ -284,7 +284,8 @@ pub async fn lease(
             .unwrap_or_default()
     });
     // The queues in memory know the next free accounts; the store checks them again.
-    let candidates = app.fresh_queues().await.map(|queues| {
+    let queues = app.fresh_queues().await;
+    let candidates = queues.as_ref().map(|queues| {
         queues.candidates(
             strategy,
             request.count as usize,
@@ -292,7 +293,7 @@ pub async fn lease(
             zones.as_deref(),
         )
     });
-    let (plan_id, leased) = app
+    let leased = app
         .store
         .lease(
             strategy.as_str(),
@@ -303,7 +304,21 @@ pub async fn lease(
             zones.as_deref(),
             candidates.as_deref(),
         )
-        .await?;
+        .await;
+    // What was named but not leased is free for the next lease to name.
+    if let (Some(queues), Some(named)) = (&queues, &candidates) {
+        let got: Vec<&str> = match &leased {
+            Ok((_, leased)) => leased.iter().map(|l| l.item.account_id.as_str()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let missed: Vec<String> = named
+            .iter()
+            .filter(|a| !got.contains(&a.as_str()))
+            .cloned()
+            .collect();
+        queues.release_reservations(&missed);
+    }
+    let (plan_id, leased) = leased?;
     if let Some(first) = leased.first() {
         app.committed(Change::Leased {
             plan: plan_id,

@@ -34,6 +34,8 @@ struct LiveState {
     blocked: bool,
     /// Agent and expiry (microseconds since the epoch).
     lease: Option<(Box<str>, i64)>,
+    /// Named to a lease in flight until then: concurrent leases name others.
+    reserved_until: i64,
 }
 
 impl LiveState {
@@ -48,6 +50,9 @@ impl LiveState {
         }
     }
 }
+
+/// How long a lease in flight holds the accounts it named (microseconds).
+pub const RESERVATION: i64 = 2_000_000;
 
 /// One strategy's queue.
 #[derive(Default)]
@@ -106,6 +111,7 @@ impl Snapshot {
                 lease: row
                     .lease
                     .map(|(agent, expires)| (agent.into_boxed_str(), expires)),
+                reserved_until: 0,
             });
         }
         for (queue, live) in queues.iter_mut().zip(live) {
@@ -120,7 +126,9 @@ impl Snapshot {
     }
 
     /// The first `count` accounts of `strategy`'s queue that nobody holds at
-    /// `now`; with `zones` (calls), only those time zones and past any cool-off.
+    /// `now`; with `zones` (calls), only those time zones and past any
+    /// cool-off. They are reserved for [`RESERVATION`] so that leases in
+    /// flight at the same time name different accounts.
     pub fn candidates(
         &self,
         strategy: Strategy,
@@ -131,16 +139,28 @@ impl Snapshot {
         let allowed: Option<Vec<bool>> =
             zones.map(|names| self.zones.iter().map(|z| names.contains(z)).collect());
         let queue = &self.queues[strategy as usize];
-        let live = queue.live.read().expect("queue lock");
-        (0..queue.ranks.len())
-            .filter(|&k| live[k].visible(now, None))
+        let mut live = queue.live.write().expect("queue lock");
+        let picked: Vec<usize> = (0..queue.ranks.len())
+            .filter(|&k| live[k].visible(now, None) && live[k].reserved_until <= now)
             .filter(|&k| match &allowed {
                 Some(allowed) => allowed[queue.zone[k] as usize] && queue.call_from[k] <= now,
                 None => true,
             })
             .take(count)
-            .map(|k| queue.ids[k].to_string())
-            .collect()
+            .collect();
+        for &k in &picked {
+            live[k].reserved_until = now + RESERVATION;
+        }
+        picked.iter().map(|&k| queue.ids[k].to_string()).collect()
+    }
+
+    /// Ends the reservation of accounts a lease named but did not get.
+    pub fn release_reservations(&self, accounts: &[String]) {
+        for account in accounts {
+            if let Some(&(strategy, k)) = self.position.get(account.as_str()) {
+                self.queues[strategy].live.write().expect("queue lock")[k].reserved_until = 0;
+            }
+        }
     }
 
     /// Writes up to `limit` items of `strategy`'s queue after rank `after`
@@ -429,21 +449,36 @@ mod tests {
     #[test]
     fn lease_candidates_are_the_first_free_accounts_in_open_zones_past_any_cool_off() {
         let s = snapshot(1);
+        let all = |s: &Snapshot| {
+            let named: Vec<String> = (1..=12).map(|k| format!("a{k}")).collect();
+            s.release_reservations(&named);
+        };
         assert_eq!(
             s.candidates(Strategy::Call, 3, 1_000, None),
             ["a1", "a2", "a3"]
         );
-        // a8 is leased until 2000 and a9 blocked.
+        // Named to a lease in flight, they are not named again until it ends.
+        assert_eq!(s.candidates(Strategy::Call, 2, 1_000, None), ["a4", "a5"]);
         assert_eq!(
-            s.candidates(Strategy::Call, 2, 1_000, Some(&["Europe/Paris".into()])),
-            ["a2", "a4"]
+            s.candidates(Strategy::Call, 1, 1_000 + RESERVATION, None),
+            ["a1"],
+            "a reservation lapses"
         );
+        all(&s);
+        // a8 is leased until 2000 and a9 blocked.
+        let paris = ["Europe/Paris".to_string()];
+        assert_eq!(
+            s.candidates(Strategy::Call, 5, 1_000, Some(&paris)),
+            ["a2", "a4", "a6", "a10", "a12"]
+        );
+        all(&s);
         let chicago = ["America/Chicago".to_string()];
         assert_eq!(
             s.candidates(Strategy::Call, 2, 1_000, Some(&chicago)),
             ["a1", "a5"],
             "a3 cools off"
         );
+        all(&s);
         assert_eq!(
             s.candidates(Strategy::Call, 2, 5_000, Some(&chicago)),
             ["a1", "a3"]
