@@ -641,6 +641,30 @@ fn actions_change_compliance_at_once(backend: Backend) {
         "promised_amount": "120.50", "promised_on": tomorrow}),
     );
     assert!(!in_queue("sms_reminder", &promised));
+    // The account shows where each promise stands: a past date with no
+    // payment is broken; a payment before the date keeps it.
+    let promise = |account: &str| {
+        server.json(&format!("/v1/accounts/{account}"), "collector")["promise"].clone()
+    };
+    assert_eq!(promise(&past)["status"], "broken");
+    assert_eq!(promise(&promised)["status"], "pending");
+    let amount: rust_decimal::Decimal = promise(&promised)["promised_amount"]
+        .as_str()
+        .expect("a decimal string")
+        .parse()
+        .expect("a decimal");
+    assert_eq!(amount, rust_decimal::Decimal::new(12050, 2));
+    server.act(
+        &promised,
+        json!({"at": now_text(), "channel": "sms", "outcome": "paid"}),
+    );
+    let kept = promise(&promised);
+    assert_eq!(kept["status"], "kept", "{kept}");
+    assert!(kept["paid_at"].is_string());
+    assert!(
+        !in_queue("sms_reminder", &promised),
+        "a kept promise still holds until its date"
+    );
 
     // Calls: an account whose person has no other accounts and no calls in the window.
     let accounts = read_rows(&fixture().data.join("accounts.csv"));

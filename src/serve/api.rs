@@ -19,7 +19,7 @@ use crate::contract::parse::{money_to_decimal, parse_money};
 use crate::contract::schema::{ACTION_OUTCOMES, CHANNELS};
 use crate::contract::Strategy;
 use crate::strategy::plan::money;
-use crate::strategy::rules::within_calling_hours;
+use crate::strategy::rules::{self, within_calling_hours};
 
 fn instant(micros: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(micros)
@@ -600,6 +600,53 @@ pub struct AccountView {
     pub lease_expires_at: Option<String>,
     /// Newest first: actions recorded here, then the data folder's latest.
     pub recent_actions: Vec<ActionRow>,
+    /// The latest promise to pay among those actions, if any.
+    pub promise: Option<PromiseView>,
+}
+
+/// A promise to pay and where it stands now, in the account's time zone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PromiseView {
+    /// When it was made (RFC 3339).
+    pub made_at: String,
+    pub promised_on: NaiveDate,
+    /// Decimal string.
+    pub promised_amount: Option<String>,
+    /// `pending` (its date has not passed), `kept` (a `paid` action came on
+    /// or before its date) or `broken` (the date passed without one).
+    pub status: String,
+    /// The first payment since the promise (RFC 3339), if any.
+    pub paid_at: Option<String>,
+}
+
+/// The latest promise among `actions` and its status on the local day of `now`.
+fn promise_of(actions: &[ActionRow], zone: &str, now: DateTime<Utc>) -> Option<PromiseView> {
+    let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
+    let instant = |a: &ActionRow| DateTime::parse_from_rfc3339(&a.at).ok();
+    let (made, promise) = actions
+        .iter()
+        .filter(|a| a.outcome == "promise_to_pay")
+        .filter_map(|a| Some((instant(a)?, a)))
+        .max_by_key(|(at, _)| *at)?;
+    let promised_on = promise.promised_on?;
+    let paid = actions
+        .iter()
+        .filter(|a| a.outcome == "paid")
+        .filter_map(instant)
+        .filter(|at| *at >= made)
+        .min();
+    let status = rules::promise_status(
+        promised_on,
+        paid.map(|at| at.with_timezone(&tz).date_naive()),
+        now.with_timezone(&tz).date_naive(),
+    );
+    Some(PromiseView {
+        made_at: promise.at.clone(),
+        promised_on,
+        promised_amount: promise.promised_amount.clone(),
+        status: status.as_str().into(),
+        paid_at: paid.map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+    })
 }
 
 /// An account's strategy, scores, blocks and recent actions.
@@ -647,6 +694,7 @@ pub async fn account(
         model_version: row.model_version,
         leased_by: row.leased_by.filter(|_| leased),
         lease_expires_at: row.lease_expires.filter(|_| leased).map(instant),
+        promise: promise_of(&recent, &row.timezone, Utc::now()),
         recent_actions: recent,
     }))
 }

@@ -188,6 +188,41 @@ pub fn promise_holds(promised_on: NaiveDate, day: NaiveDate) -> bool {
     promised_on >= day
 }
 
+/// Where a promise to pay stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromiseStatus {
+    /// Its date has not passed and nothing was paid yet.
+    Pending,
+    /// A payment came on or before its date.
+    Kept,
+    /// Its date passed with no payment by then.
+    Broken,
+}
+
+impl PromiseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromiseStatus::Pending => "pending",
+            PromiseStatus::Kept => "kept",
+            PromiseStatus::Broken => "broken",
+        }
+    }
+}
+
+/// A promise due on `promised_on`, on `today`, given the local day of the
+/// first payment made since the promise (if any).
+pub fn promise_status(
+    promised_on: NaiveDate,
+    first_payment: Option<NaiveDate>,
+    today: NaiveDate,
+) -> PromiseStatus {
+    match first_payment {
+        Some(paid) if paid <= promised_on => PromiseStatus::Kept,
+        _ if promise_holds(promised_on, today) => PromiseStatus::Pending,
+        _ => PromiseStatus::Broken,
+    }
+}
+
 /// The strategies the rules allow (always including `none`).
 pub fn allowed(state: &AccountState, config: &RuleConfig) -> Vec<Strategy> {
     Strategy::ALL
@@ -392,5 +427,33 @@ mod tests {
         let allowed = allowed(&state, &RuleConfig::default());
         assert!(!allowed.contains(&Strategy::SmsReminder));
         assert!(allowed.contains(&Strategy::EmailReminder) && allowed.contains(&Strategy::Call));
+    }
+
+    #[test]
+    fn a_promise_is_kept_by_a_payment_up_to_its_date_and_broken_once_the_date_passes_without_one() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 9, d).expect("a date");
+        let due = day(20);
+        assert_eq!(promise_status(due, None, day(19)), PromiseStatus::Pending);
+        assert_eq!(
+            promise_status(due, None, due),
+            PromiseStatus::Pending,
+            "due today"
+        );
+        assert_eq!(promise_status(due, None, day(21)), PromiseStatus::Broken);
+        assert_eq!(
+            promise_status(due, Some(due), day(21)),
+            PromiseStatus::Kept,
+            "paid on the day"
+        );
+        assert_eq!(
+            promise_status(due, Some(day(15)), day(16)),
+            PromiseStatus::Kept,
+            "paid early"
+        );
+        assert_eq!(
+            promise_status(due, Some(day(21)), day(21)),
+            PromiseStatus::Broken,
+            "paid late"
+        );
     }
 }

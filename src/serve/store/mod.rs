@@ -191,6 +191,7 @@ pub struct Recorded {
 #[derive(Debug, Clone)]
 pub struct AccountRow {
     pub item: Item,
+    pub timezone: String,
     pub strategy: String,
     pub blocked_by: String,
     pub blocked_live: Option<String>,

@@ -653,7 +653,7 @@ impl<T: SqlBackend> Store for T {
         let mut conn = self.read().acquire().await?;
         let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
         let row = sqlx::query(&format!(
-            "SELECT {ITEM_COLUMNS}, strategy, blocked_by, blocked_live, propensity, model_version, \
+            "SELECT {ITEM_COLUMNS}, timezone, strategy, blocked_by, blocked_live, propensity, model_version, \
              leased_by, lease_expires, history FROM plan_items WHERE plan_id = $1 AND account_id = $2"
         ))
         .bind(plan_id)
@@ -678,6 +678,7 @@ impl<T: SqlBackend> Store for T {
             leased_by: row.try_get("leased_by")?,
             lease_expires: row.try_get("lease_expires")?,
             history: row.try_get("history")?,
+            timezone: row.try_get("timezone")?,
             recent: actions
                 .iter()
                 .map(stored_action)
