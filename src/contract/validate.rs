@@ -243,45 +243,31 @@ pub fn check_accounts_known(
     if frame.height() == 0 {
         return Ok(());
     }
-    let unknown = frame
-        .select(["account_id"])
-        .map_err(polars_error(file))?
-        .lazy()
-        .with_row_index("row", None)
-        .join(
-            accounts
-                .select(["account_id"])
-                .map_err(polars_error(file))?
-                .lazy(),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Anti),
-        )
-        .sort(["row"], Default::default())
-        .limit(1000)
-        .collect()
-        .map_err(polars_error(file))?;
-    if unknown.height() == 0 {
-        return Ok(());
-    }
-    let rows = unknown
-        .column("row")
-        .map_err(polars_error(file))?
-        .idx()
-        .map_err(polars_error(file))?;
-    let ids = unknown
+    let account_ids = accounts
         .column("account_id")
         .map_err(polars_error(file))?
         .str()
         .map_err(polars_error(file))?;
-    for (row, id) in rows.iter().zip(ids.iter()) {
-        let message = format!("account_id {:?} is not in accounts", id.unwrap_or_default());
-        problems.push(at_cell(
-            file,
-            row.unwrap_or_default() as usize + 1,
-            "account_id",
-            message,
-        ))?;
+    let mut known: PlHashSet<&str> = PlHashSet::with_capacity(account_ids.len());
+    known.extend(account_ids.into_no_null_iter());
+    let ids = frame
+        .column("account_id")
+        .map_err(polars_error(file))?
+        .str()
+        .map_err(polars_error(file))?;
+    // Rows come grouped by account: an id is looked up only when it changes.
+    let mut previous: Option<&str> = None;
+    for (row, id) in ids.iter().enumerate() {
+        let Some(id) = id else { continue };
+        if previous == Some(id) {
+            continue;
+        }
+        previous = Some(id);
+        if known.contains(id) {
+            continue;
+        }
+        let message = format!("account_id {id:?} is not in accounts");
+        problems.push(at_cell(file, row + 1, "account_id", message))?;
         if problems.full() {
             break;
         }
@@ -307,5 +293,44 @@ mod tests {
         assert!(!strictly_increasing(
             &DataFrame::new(vec![ids, repeated]).expect("frame")
         ));
+    }
+
+    #[test]
+    fn rows_of_unknown_accounts_are_named_once_per_run_of_the_same_id() {
+        let accounts = DataFrame::new(vec![Column::new("account_id".into(), ["A", "B"])]).unwrap();
+        let history = DataFrame::new(vec![Column::new(
+            "account_id".into(),
+            [
+                Some("A"),
+                Some("A"),
+                Some("X"),
+                Some("X"),
+                None,
+                Some("B"),
+                Some("Y"),
+                Some("A"),
+            ],
+        )])
+        .unwrap();
+        let mut problems = Problems::collect(10);
+        check_accounts_known("payment_history.csv", &history, &accounts, &mut problems).unwrap();
+        let found: Vec<String> = problems.list().iter().map(|p| p.to_string()).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("row 3") && found[0].contains("\"X\""),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("row 7") && found[1].contains("\"Y\""),
+            "{found:?}"
+        );
+        let mut first = Problems::fail_fast();
+        let error = check_accounts_known("payment_history.csv", &history, &accounts, &mut first)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("payment_history.csv") && error.contains("row 3"),
+            "{error}"
+        );
     }
 }

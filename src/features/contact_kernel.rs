@@ -157,7 +157,9 @@ pub(crate) fn runs(ids: &StringChunked) -> (PlHashMap<&str, (usize, usize)>, boo
             }
         }
     }
-    let mut ranges: PlHashMap<&str, (usize, usize)> = PlHashMap::new();
+    // Books hold about a dozen rows an account: room for that many runs
+    // from the start saves growing the table twenty times over.
+    let mut ranges: PlHashMap<&str, (usize, usize)> = PlHashMap::with_capacity(ids.len() / 8);
     let mut together = true;
     let mut current: Option<(&str, usize)> = None;
     // Hash only where the id changes: once per run, not once per row.
