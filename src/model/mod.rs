@@ -9,6 +9,7 @@ pub mod folder;
 pub mod learner;
 pub mod metrics;
 pub mod reasons;
+pub mod strategy_trees;
 pub mod train;
 
 use polars::prelude::*;
@@ -110,18 +111,16 @@ impl Classifier {
 
     /// The top reasons of already-built inputs.
     pub fn reasons_of(&self, design: &design::Design) -> Vec<Vec<Reason>> {
+        use rayon::prelude::*;
         let contributions = self.learner.contributions(design);
         let cols = design.cols();
-        let mut values = vec![0.0; cols];
         (0..design.rows)
+            .into_par_iter()
             .map(|i| {
-                for (j, v) in values.iter_mut().enumerate() {
-                    *v = design.column(j)[i];
-                }
                 // Platt's slope scales every pull alike (and flips none while positive).
                 reasons::top(
                     &design.names,
-                    &values,
+                    |j| design.column(j)[i],
                     &contributions[i * cols..(i + 1) * cols],
                 )
             })
@@ -151,6 +150,21 @@ impl AmountModel {
             .into_iter()
             .map(|a| a.max(0.0))
             .collect()
+    }
+
+    /// The amount under every strategy, in the contract's order, walking
+    /// each tree once per account; `None` without strategy inputs.
+    pub fn amounts_all_strategies(
+        &self,
+        design: &design::Design,
+    ) -> Option<Vec<[f64; strategy_trees::K]>> {
+        let mut all = strategy_trees::predict_all_strategies(&self.booster, design)?;
+        for row in &mut all {
+            for value in row.iter_mut() {
+                *value = value.max(0.0);
+            }
+        }
+        Some(all)
     }
 }
 

@@ -34,47 +34,73 @@ pub fn joined(reasons: &[Reason]) -> String {
 }
 
 /// The top reasons of one row: `contributions` are the row's pulls on the
-/// log-odds, one per input in `names`; indicator inputs (`product=…`) are
-/// merged into their feature, and strategy indicators are left out.
-pub fn top(names: &[String], values: &[f64], contributions: &[f64]) -> Vec<Reason> {
-    let mut merged: Vec<Reason> = Vec::with_capacity(names.len());
-    for ((name, &value), &effect) in names.iter().zip(values).zip(contributions) {
+/// log-odds, one per input in `names`, and `value_of(j)` the row's value of
+/// input `j`; indicator inputs (`product=…`) are merged into their feature,
+/// and strategy indicators are left out. Ties keep the inputs' order.
+pub fn top(
+    names: &[String],
+    value_of: impl Fn(usize) -> f64,
+    contributions: &[f64],
+) -> Vec<Reason> {
+    /// A candidate by input index: only the kept ones become `Reason`s.
+    struct Pull {
+        input: usize,
+        value: f64,
+        effect: f64,
+        product: bool,
+    }
+    let mut merged: Vec<Pull> = Vec::with_capacity(names.len());
+    let mut product_at: Option<usize> = None;
+    for (j, (name, &effect)) in names.iter().zip(contributions).enumerate() {
         if name.starts_with("strategy=") {
             continue;
         }
-        if let Some(product) = name.strip_prefix("product=") {
+        if name.starts_with("product=") {
+            let value = value_of(j);
             // Only the account's own product is described.
-            let feature = format!("product={product}");
-            match merged
-                .iter_mut()
-                .find(|r| r.feature.starts_with("product="))
-            {
-                Some(existing) => {
+            match product_at {
+                Some(at) => {
+                    let existing = &mut merged[at];
                     existing.effect += effect;
                     if value > 0.5 {
-                        existing.feature = feature;
+                        existing.input = j;
                         existing.value = 1.0;
                     }
                 }
-                None => merged.push(Reason {
-                    feature,
-                    value,
-                    effect,
-                }),
+                None => {
+                    product_at = Some(merged.len());
+                    merged.push(Pull {
+                        input: j,
+                        value,
+                        effect,
+                        product: true,
+                    });
+                }
             }
             continue;
         }
-        merged.push(Reason {
-            feature: name.clone(),
-            value,
+        merged.push(Pull {
+            input: j,
+            value: f64::NAN,
             effect,
+            product: false,
         });
     }
-    merged
-        .retain(|r| r.effect.abs() > 1e-9 && !(r.feature.starts_with("product=") && r.value < 0.5));
+    merged.retain(|r| r.effect.abs() > 1e-9 && !(r.product && r.value < 0.5));
     merged.sort_by(|a, b| b.effect.abs().total_cmp(&a.effect.abs()));
     merged.truncate(PER_ACCOUNT);
     merged
+        .into_iter()
+        .map(|pull| Reason {
+            feature: names[pull.input].clone(),
+            value: if pull.product {
+                pull.value
+            } else {
+                value_of(pull.input)
+            },
+            effect: pull.effect,
+        })
+        .collect()
 }
 
 fn count(value: f64) -> i64 {
@@ -214,7 +240,7 @@ mod tests {
         .collect();
         let values = [95.0, 2.0, 0.0, 1.0, 1.0];
         let effects = [-1.2, 0.1, 0.3, 0.4, 5.0];
-        let reasons = top(&names, &values, &effects);
+        let reasons = top(&names, |j| values[j], &effects);
         assert_eq!(reasons.len(), 3);
         assert_eq!(reasons[0].feature, "days_past_due");
         assert_eq!(reasons[0].text(), "95 days past due (lowers)");

@@ -292,7 +292,10 @@ fn score(
     lap: &dyn Fn(&str),
 ) -> Result<Scored, PlanError> {
     let (propensity, why) = model.p_pay_with_reasons(features)?;
-    let reasons: Vec<String> = why.iter().map(|r| reasons::joined(r)).collect();
+    let reasons: Vec<String> = {
+        use rayon::prelude::*;
+        why.par_iter().map(|r| reasons::joined(r)).collect()
+    };
     lap("propensity and reasons");
     let n = features.height();
     let mut p_pay = vec![[0.0; K]; n];
@@ -307,12 +310,22 @@ fn score(
         )),
         _ => None,
     };
+    // The amount trees under all ten strategies in one walk of each tree.
+    let all_amounts = shared
+        .as_ref()
+        .and_then(|(_, amounts, design)| amounts.amounts_all_strategies(design));
+    if all_amounts.is_some() {
+        lap("amounts under every strategy");
+    }
     for strategy in Strategy::ALL {
         let s = strategy as usize;
         if let Some((response, amounts, design)) = shared.as_mut() {
             design.set_strategy(strategy);
             let p = response.probabilities_of(design);
-            let a = amounts.amounts_of(design);
+            let a = match &all_amounts {
+                Some(all) => all.iter().map(|row| row[s]).collect(),
+                None => amounts.amounts_of(design),
+            };
             for i in 0..n {
                 p_pay[i][s] = p[i];
                 amount[i][s] = a[i];
