@@ -104,6 +104,13 @@ pub fn account_states(
         let (Some(id), Some(micros)) = (action_ids.get(k), at.get(k)) else {
             continue;
         };
+        // Only promises and the last few days' contacts can matter: the rest
+        // (most of a year of history) skips the lookups and the time zone.
+        let what = outcome.get(k).unwrap_or("");
+        let recent = (earliest..=latest).contains(&micros);
+        if !recent && what != "promise_to_pay" {
+            continue;
+        }
         let row = match current {
             Some((open, row)) if open == id => row,
             _ => match row_of.get(id) {
@@ -120,13 +127,12 @@ pub fn account_states(
             // Recorded after the planning day: not known to this plan.
             continue;
         }
-        let what = outcome.get(k).unwrap_or("");
         if what == "promise_to_pay" {
             if let Some(date) = promised_on.get(k) {
                 promise[row] |= rules::promise_holds(days_to_date(date), day);
             }
         }
-        if micros < earliest || micros > latest {
+        if !recent {
             continue;
         }
         let age = day_number - local_day;
