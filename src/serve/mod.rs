@@ -256,7 +256,7 @@ impl App {
     /// the queues at once; with PostgreSQL every replica (this one too)
     /// hears it from the store.
     pub fn committed(&self, change: Change) {
-        if self.store.backend() == Backend::Sqlite {
+        if self.freshness.is_none() {
             self.queues.apply(change);
         }
     }
@@ -290,14 +290,18 @@ impl App {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        self.queues.loading();
+        let generation = self.queues.loading();
         let rows = self.store.queue_rows(plan_id).await?;
         let accounts = rows.len();
         let snapshot =
             tokio::task::spawn_blocking(move || Snapshot::new(plan_id, rows, api::render_item))
                 .await
                 .context("building the queues")?;
-        self.queues.install(snapshot);
+        if !self.queues.install(snapshot, generation) {
+            // Invalidated meanwhile; the reload that invalidation asked for follows.
+            tracing::info!(plan_id, "queues loaded before a lost listener: dropped");
+            return Ok(());
+        }
         tracing::info!(
             plan_id,
             accounts,

@@ -236,8 +236,17 @@ pub struct Queues {
     current: ArcSwapOption<Snapshot>,
     /// The store's active plan as last heard; a snapshot of another plan is not served.
     active: AtomicI64,
-    /// While a snapshot loads: the changes applied meanwhile, to replay on it.
-    pending: Mutex<Option<Vec<Change>>>,
+    /// While a snapshot loads: the changes applied meanwhile, to replay on it,
+    /// and the generation the load started in.
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    changes: Option<Vec<Change>>,
+    /// Bumped when changes may have been missed: a load started before
+    /// cannot be trusted and is not installed.
+    generation: u64,
 }
 
 impl Default for Queues {
@@ -245,7 +254,7 @@ impl Default for Queues {
         Queues {
             current: ArcSwapOption::empty(),
             active: AtomicI64::new(-1),
-            pending: Mutex::new(None),
+            pending: Mutex::new(Pending::default()),
         }
     }
 }
@@ -275,30 +284,42 @@ impl Queues {
                 snapshot.apply(&change);
             }
         }
-        if let Some(pending) = pending.as_mut() {
-            pending.push(change);
+        if let Some(changes) = pending.changes.as_mut() {
+            changes.push(change);
         }
     }
 
     /// Marks the start of a load: changes from now on are kept for it.
-    pub fn loading(&self) {
-        *self.pending.lock().expect("pending lock") = Some(Vec::new());
+    /// Returns the generation to hand to [`Queues::install`].
+    pub fn loading(&self) -> u64 {
+        let mut pending = self.pending.lock().expect("pending lock");
+        pending.changes = Some(Vec::new());
+        pending.generation
     }
 
-    /// Installs a loaded snapshot after replaying the changes made while it loaded.
-    pub fn install(&self, snapshot: Snapshot) {
+    /// Installs a loaded snapshot after replaying the changes made while it
+    /// loaded; false (and nothing installed) when the queues were
+    /// invalidated after the load began.
+    pub fn install(&self, snapshot: Snapshot, generation: u64) -> bool {
         let mut pending = self.pending.lock().expect("pending lock");
-        for change in pending.take().unwrap_or_default() {
+        if pending.generation != generation {
+            return false;
+        }
+        for change in pending.changes.take().unwrap_or_default() {
             if change.plan() == Some(snapshot.plan_id) {
                 snapshot.apply(&change);
             }
         }
         self.current.store(Some(Arc::new(snapshot)));
+        true
     }
 
-    /// Drops the snapshot (its live state can no longer be trusted).
+    /// Drops the snapshot, and any load under way: changes may have been
+    /// missed (a lost listener), so only a load started after this counts.
     pub fn invalidate(&self) {
-        let _pending = self.pending.lock().expect("pending lock");
+        let mut pending = self.pending.lock().expect("pending lock");
+        pending.generation += 1;
+        pending.changes = None;
         self.current.store(None);
     }
 }
@@ -495,7 +516,8 @@ mod tests {
         let queues = Queues::default();
         queues.activated(1);
         assert!(queues.serving().is_none(), "nothing loaded yet");
-        queues.install(snapshot(1));
+        let generation = queues.loading();
+        assert!(queues.install(snapshot(1), generation));
         let leased = |accounts: &[&str], plan| Change::Leased {
             plan,
             agent: "bo".into(),
@@ -520,18 +542,28 @@ mod tests {
         // while plan 2 loads is replayed on it.
         queues.apply(Change::Activated { plan: 2 });
         assert!(queues.serving().is_none(), "a snapshot of the old plan");
-        queues.loading();
+        let generation = queues.loading();
         let loaded = snapshot(2);
         queues.apply(leased(&["a1"], 2));
         queues.apply(Change::Blocked {
             plan: 2,
             accounts: vec!["a2".into()],
         });
-        queues.install(loaded);
+        assert!(queues.install(loaded, generation));
         let served = queues.serving().expect("plan 2");
         assert_eq!(page(&served, 0, 2, 1_000, None).0, r#""a3","a4""#);
         queues.invalidate();
         assert!(queues.serving().is_none());
+
+        // A load under way when the queues are invalidated (changes may have
+        // been missed meanwhile) is not installed; one started after is.
+        let stale = queues.loading();
+        queues.invalidate();
+        assert!(!queues.install(snapshot(2), stale));
+        assert!(queues.serving().is_none());
+        let fresh = queues.loading();
+        assert!(queues.install(snapshot(2), fresh));
+        assert!(queues.serving().is_some());
     }
 
     #[tokio::test]

@@ -222,38 +222,17 @@ pub fn assess_arms(
     lap("rules");
 
     progress("scoring every strategy");
-    let n = ids.len();
-    let mut scored = Scored {
-        risk: vec![0.0; n],
-        reasons: vec![String::new(); n],
-        p_pay: vec![[0.0; K]; n],
-        amount: vec![[0.0; K]; n],
+    let scored = match arms.challenger {
+        None => score(arms.champion, &features, &past_due, &lap)?,
+        Some((challenger, _)) => score_sides(
+            arms.champion,
+            challenger,
+            &by_challenger,
+            &features,
+            &past_due,
+            &lap,
+        )?,
     };
-    let sides = [(arms.champion, false)]
-        .into_iter()
-        .chain(arms.challenger.map(|(model, _)| (model, true)));
-    for (model, challenger) in sides {
-        let members: Vec<usize> = (0..n).filter(|&i| by_challenger[i] == challenger).collect();
-        if members.is_empty() {
-            continue;
-        }
-        let mut part = if members.len() == n {
-            score(model, &features, &past_due, &lap)?
-        } else {
-            let mask = BooleanChunked::from_iter_values(
-                "side".into(),
-                by_challenger.iter().map(|&b| b == challenger),
-            );
-            let subset: Vec<f64> = members.iter().map(|&i| past_due[i]).collect();
-            score(model, &features.filter(&mask)?, &subset, &lap)?
-        };
-        for (k, i) in members.into_iter().enumerate() {
-            scored.risk[i] = part.risk[k];
-            scored.reasons[i] = std::mem::take(&mut part.reasons[k]);
-            scored.p_pay[i] = part.p_pay[k];
-            scored.amount[i] = part.amount[k];
-        }
-    }
     let values = values_of(&scored.p_pay, &scored.amount, &blocked, config);
     Ok(Book {
         day,
@@ -282,6 +261,44 @@ struct Scored {
     amount: Vec<[f64; K]>,
 }
 
+/// Scores the champion's accounts with the champion and the challenger's
+/// (where `by_challenger`) with the challenger, back in the accounts' order.
+fn score_sides(
+    champion: &Model,
+    challenger: &Model,
+    by_challenger: &[bool],
+    features: &DataFrame,
+    past_due: &[f64],
+    lap: &dyn Fn(&str),
+) -> Result<Scored, PlanError> {
+    let n = by_challenger.len();
+    let mut scored = Scored {
+        risk: vec![0.0; n],
+        reasons: vec![String::new(); n],
+        p_pay: vec![[0.0; K]; n],
+        amount: vec![[0.0; K]; n],
+    };
+    for (model, side) in [(champion, false), (challenger, true)] {
+        let members: Vec<usize> = (0..n).filter(|&i| by_challenger[i] == side).collect();
+        if members.is_empty() {
+            continue;
+        }
+        let mask = BooleanChunked::from_iter_values(
+            "side".into(),
+            by_challenger.iter().map(|&b| b == side),
+        );
+        let subset: Vec<f64> = members.iter().map(|&i| past_due[i]).collect();
+        let mut part = score(model, &features.filter(&mask)?, &subset, lap)?;
+        for (k, i) in members.into_iter().enumerate() {
+            scored.risk[i] = part.risk[k];
+            scored.reasons[i] = std::mem::take(&mut part.reasons[k]);
+            scored.p_pay[i] = part.p_pay[k];
+            scored.amount[i] = part.amount[k];
+        }
+    }
+    Ok(scored)
+}
+
 /// P(pay) with reasons, then P(paid | strategy) and the amount if paid under
 /// every strategy, for the accounts of `features` (whose past-due amounts
 /// are `past_due`, the amount expected without an amount model).
@@ -299,7 +316,6 @@ fn score(
     lap("propensity and reasons");
     let n = features.height();
     let mut p_pay = vec![[0.0; K]; n];
-    let mut amount = vec![[0.0; K]; n];
     // The response and amount models usually read the same inputs: build them once.
     let mut shared = match (&model.response, &model.amount) {
         (Some(r), Some(a)) if r.inputs.strategy && a.inputs.names() == r.inputs.names() => Some((
@@ -310,25 +326,25 @@ fn score(
         )),
         _ => None,
     };
-    // The amount trees under all ten strategies in one walk of each tree.
-    let all_amounts = shared
-        .as_ref()
-        .and_then(|(_, amounts, design)| amounts.amounts_all_strategies(design));
-    if all_amounts.is_some() {
-        lap("amounts under every strategy");
-    }
+    // With shared inputs, the amount trees under all ten strategies in one
+    // walk of each tree; then only P(paid) is left to do per strategy.
+    let mut amount = match &shared {
+        Some((_, amounts, design)) => {
+            let all = amounts
+                .amounts_all_strategies(design)
+                .expect("shared inputs carry the strategy");
+            lap("amounts under every strategy");
+            all
+        }
+        None => vec![[0.0; K]; n],
+    };
     for strategy in Strategy::ALL {
         let s = strategy as usize;
-        if let Some((response, amounts, design)) = shared.as_mut() {
+        if let Some((response, _, design)) = shared.as_mut() {
             design.set_strategy(strategy);
             let p = response.probabilities_of(design);
-            let a = match &all_amounts {
-                Some(all) => all.iter().map(|row| row[s]).collect(),
-                None => amounts.amounts_of(design),
-            };
             for i in 0..n {
                 p_pay[i][s] = p[i];
-                amount[i][s] = a[i];
             }
             lap(strategy.as_str());
             continue;
