@@ -97,11 +97,26 @@ pub fn build(data: &DataSet, spine: &DataFrame) -> Result<DataFrame, FeatureErro
     let lap =
         |stage: &str| tracing::info!(seconds = started.elapsed().as_secs_f64(), stage, "features");
     let history = payment_kernel::sorted_history(&data.payment_history)?;
-    let indexed = payment_kernel::Cycles::new(&history)?;
-    let payment = payment_kernel::payment_features(&indexed, &keys)?.lazy();
-    lap("payment features");
-    let actions = contacts::with_local_dates(&data.actions, &data.accounts)?;
-    lap("local dates of actions");
+    // The actions' local dates need only the accounts: they are worked out
+    // beside the payment features.
+    let (indexed, payment, actions) = std::thread::scope(|scope| {
+        let actions = scope.spawn(|| {
+            let actions = contacts::with_local_dates(&data.actions, &data.accounts);
+            lap("local dates of actions");
+            actions
+        });
+        let payment = (|| -> Result<_, FeatureError> {
+            let indexed = payment_kernel::Cycles::new(&history)?;
+            let payment = payment_kernel::payment_features(&indexed, &keys)?.lazy();
+            lap("payment features");
+            Ok((indexed, payment))
+        })();
+        let actions = actions
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        payment.map(|(indexed, payment)| (indexed, payment, actions))
+    })?;
+    let actions = actions?;
     let contact = contact_kernel::contact_features(&actions, &indexed, &keys)?.lazy();
     lap("contact features");
     let statics = data.accounts.clone().lazy().select([

@@ -17,8 +17,117 @@ use crate::contract::Strategy;
 /// Strategies of the contract.
 pub const K: usize = Strategy::ALL.len();
 
-/// Rows scored together by one task.
-const CHUNK: usize = 4096;
+/// Rows scored together by one task: each tree is walked for all of them
+/// before the next, so the tree stays in cache and the first splits read
+/// their columns in order.
+const CHUNK: usize = 256;
+
+/// Rows walked through a tree in step, so that their loads overlap.
+const LANES: usize = 8;
+
+/// A node of a [`Walk`]: the children for `value < split`, for the rest,
+/// and for a missing value. A leaf points to itself three times.
+#[derive(Clone, Copy)]
+struct Node {
+    split: f64,
+    feature: u32,
+    children: [u32; 3],
+}
+
+/// A tree with every split on a strategy indicator decided for the
+/// strategies in `strategies` (a bit set), which all reach the same leaves.
+/// Every path takes exactly `depth` steps (a leaf loops on itself), so the
+/// walk has no branch to mispredict: what costs most in walking trees.
+struct Walk {
+    nodes: Vec<Node>,
+    /// A leaf's weight as forust adds it (f32 widened); 0 elsewhere.
+    weights: Vec<f64>,
+    depth: usize,
+    strategies: u16,
+}
+
+/// The walks of one tree: one per group of strategies its strategy splits
+/// tell apart (a single walk for a tree without such splits).
+fn walks(tree: &forust_ml::tree::Tree, strategy_of_column: &[Option<usize>]) -> Vec<Walk> {
+    let index = |i: usize| u32::try_from(i).expect("a tree of fewer than 2^32 nodes");
+    let depth = {
+        let mut deepest = 0;
+        let mut stack = vec![(0usize, 0usize)];
+        while let Some((i, d)) = stack.pop() {
+            let node = &tree.nodes[i];
+            deepest = deepest.max(d);
+            if !node.is_leaf {
+                for next in [node.left_child, node.right_child, node.missing_node] {
+                    stack.push((next, d + 1));
+                }
+            }
+        }
+        deepest
+    };
+    let weights = tree
+        .nodes
+        .iter()
+        .map(|n| {
+            if n.is_leaf {
+                f64::from(n.weight_value)
+            } else {
+                0.0
+            }
+        })
+        .collect::<Vec<_>>();
+    let mut out: Vec<Walk> = Vec::new();
+    for s in 0..K {
+        let nodes: Vec<Node> = tree
+            .nodes
+            .iter()
+            .enumerate()
+            .map(
+                |(i, node)| match (node.is_leaf, strategy_of_column[node.split_feature]) {
+                    (true, _) => Node {
+                        split: 0.0,
+                        feature: 0,
+                        children: [index(i); 3],
+                    },
+                    // Under strategy `s` its own indicator is 1 and the others 0.
+                    (false, Some(t)) => Node {
+                        split: 0.0,
+                        feature: 0,
+                        children: [index(if f64::from(u8::from(t == s)) < node.split_value {
+                            node.left_child
+                        } else {
+                            node.right_child
+                        }); 3],
+                    },
+                    (false, None) => Node {
+                        split: node.split_value,
+                        feature: index(node.split_feature),
+                        children: [
+                            index(node.left_child),
+                            index(node.right_child),
+                            index(node.missing_node),
+                        ],
+                    },
+                },
+            )
+            .collect();
+        let same = |w: &Walk| {
+            w.nodes
+                .iter()
+                .zip(&nodes)
+                .all(|(a, b)| a.children == b.children)
+        };
+        match out.iter_mut().find(|w| same(w)) {
+            Some(walk) => walk.strategies |= 1 << s,
+            None => out.push(Walk {
+                nodes,
+                weights: weights.clone(),
+                depth,
+                strategies: 1 << s,
+            }),
+        }
+    }
+    out
+}
 
 /// Raw predictions (base score plus leaf weights) of `booster` for every row
 /// of `design` under every strategy, in the contract's strategy order.
@@ -31,56 +140,50 @@ pub fn predict_all_strategies(booster: &GradientBooster, design: &Design) -> Opt
         let column = design.names.iter().position(|n| *n == name)?;
         strategy_of_column[column] = Some(s);
     }
-    let trees = &booster.trees[..booster.prediction_iteration.unwrap_or(booster.trees.len())];
+    // Tree by tree in the ensemble's order; a tree's walks cover disjoint
+    // strategies, so every strategy adds its leaves in that order.
+    let walks: Vec<Walk> = booster.trees
+        [..booster.prediction_iteration.unwrap_or(booster.trees.len())]
+        .iter()
+        .flat_map(|tree| walks(tree, &strategy_of_column))
+        .collect();
     let missing = booster.missing;
+    let missing_is_nan = missing.is_nan();
     let rows = design.rows;
+    let data = &design.data[..];
     let mut out = vec![[booster.base_score; K]; rows];
     out.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(chunk, sums)| {
-            let mut stack: Vec<(usize, u16)> = Vec::with_capacity(16);
-            for (offset, sum) in sums.iter_mut().enumerate() {
-                let row = chunk * CHUNK + offset;
-                for tree in trees {
-                    stack.push((0, (1 << K) - 1));
-                    while let Some((index, set)) = stack.pop() {
-                        let node = &tree.nodes[index];
-                        if node.is_leaf {
-                            let weight = f64::from(node.weight_value);
-                            for (s, value) in sum.iter_mut().enumerate() {
-                                if set & (1 << s) != 0 {
-                                    *value += weight;
-                                }
-                            }
-                            continue;
-                        }
-                        let child = |value: f64| {
-                            let is_missing = if missing.is_nan() {
+            let first = chunk * CHUNK;
+            for walk in &walks {
+                let nodes = &walk.nodes[..];
+                for (lane, sums) in sums.chunks_mut(LANES).enumerate() {
+                    let row = first + lane * LANES;
+                    let mut at = [0u32; LANES];
+                    for _ in 0..walk.depth {
+                        for (j, at) in at.iter_mut().enumerate().take(sums.len()) {
+                            let node = &nodes[*at as usize];
+                            let value = data[node.feature as usize * rows + row + j];
+                            let is_missing = if missing_is_nan {
                                 value.is_nan()
                             } else {
                                 value == missing
                             };
-                            if is_missing {
-                                node.missing_node
-                            } else if value < node.split_value {
-                                node.left_child
+                            // 0: left, 1: right, 2: missing; forust's order of tests.
+                            let side = if is_missing {
+                                2
                             } else {
-                                node.right_child
-                            }
-                        };
-                        match strategy_of_column[node.split_feature] {
-                            Some(s) => {
-                                let (this, others) = (set & (1 << s), set & !(1 << s));
-                                if this != 0 {
-                                    stack.push((child(1.0), this));
-                                }
-                                if others != 0 {
-                                    stack.push((child(0.0), others));
-                                }
-                            }
-                            None => {
-                                let value = design.data[node.split_feature * rows + row];
-                                stack.push((child(value), set));
+                                usize::from(!(value < node.split))
+                            };
+                            *at = node.children[side];
+                        }
+                    }
+                    for (sum, &at) in sums.iter_mut().zip(&at) {
+                        let weight = walk.weights[at as usize];
+                        for (s, value) in sum.iter_mut().enumerate() {
+                            if walk.strategies & (1 << s) != 0 {
+                                *value += weight;
                             }
                         }
                     }

@@ -155,16 +155,27 @@ pub fn assess_arms(
     let started = std::time::Instant::now();
     let lap =
         |stage: &str| tracing::info!(seconds = started.elapsed().as_secs_f64(), stage, "plan");
-    progress("computing features");
-    let spine = spine_for_date(&data.accounts, day)?;
-    let features = build(data, &spine)?;
-    arms.champion.check_features(&features)?;
-    if let Some((challenger, _)) = arms.challenger {
-        challenger.check_features(&features)?;
-    }
-    lap("features");
-    progress("applying the compliance rules");
-    let states = account_states(data, day, &config.rules)?;
+    // The rules read only the accounts and their actions: they run beside
+    // the features, which leave much of a second core idle.
+    progress("computing features and applying the compliance rules");
+    let (features, states) = std::thread::scope(|scope| {
+        let rules = scope.spawn(|| account_states(data, day, &config.rules));
+        let features = (|| -> Result<DataFrame, PlanError> {
+            let spine = spine_for_date(&data.accounts, day)?;
+            let features = build(data, &spine)?;
+            arms.champion.check_features(&features)?;
+            if let Some((challenger, _)) = arms.challenger {
+                challenger.check_features(&features)?;
+            }
+            Ok(features)
+        })();
+        let states = rules
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (features, states)
+    });
+    let (features, states) = (features?, states?);
+    lap("features and rules");
     // Features come sorted by account_id; the accounts table may not be.
     let ids: Vec<String> = features
         .column("account_id")?
@@ -173,19 +184,35 @@ pub fn assess_arms(
         .map(|s| s.unwrap_or("").to_string())
         .collect();
     let account_ids = data.accounts.column("account_id")?.str()?;
-    let row_of: std::collections::HashMap<&str, usize> = account_ids
-        .iter()
-        .enumerate()
-        .filter_map(|(i, id)| Some((id?, i)))
-        .collect();
-    let rows: Vec<usize> = ids.iter().map(|id| row_of[id.as_str()]).collect();
-    let states: Vec<AccountState> = rows.iter().map(|&r| states[r].clone()).collect();
-    let blocked: Vec<[Option<Rule>; K]> = states
-        .iter()
-        .map(|state| {
-            std::array::from_fn(|s| rules::blocked_by(Strategy::ALL[s], state, &config.rules))
-        })
-        .collect();
+    let in_order = account_ids.len() == ids.len()
+        && account_ids
+            .iter()
+            .zip(&ids)
+            .all(|(a, b)| a == Some(b.as_str()));
+    let rows: Vec<usize> = if in_order {
+        (0..ids.len()).collect()
+    } else {
+        let row_of: PlHashMap<&str, usize> = account_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| Some((id?, i)))
+            .collect();
+        ids.iter().map(|id| row_of[id.as_str()]).collect()
+    };
+    let states: Vec<AccountState> = if in_order {
+        states
+    } else {
+        rows.iter().map(|&r| states[r].clone()).collect()
+    };
+    let blocked: Vec<[Option<Rule>; K]> = {
+        use rayon::prelude::*;
+        states
+            .par_iter()
+            .map(|state| {
+                std::array::from_fn(|s| rules::blocked_by(Strategy::ALL[s], state, &config.rules))
+            })
+            .collect()
+    };
     let currencies = data.accounts.column("currency")?.str()?;
     let currency: Vec<String> = rows
         .iter()
@@ -219,7 +246,7 @@ pub fn assess_arms(
         }
         None => vec![false; ids.len()],
     };
-    lap("rules");
+    lap("accounts in the features' order");
 
     progress("scoring every strategy");
     let scored = match arms.challenger {
