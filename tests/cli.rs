@@ -206,12 +206,18 @@ fn validate_lists_every_problem_not_only_the_first() {
     corrupt(&data.join("payment_history.csv"), 3, "amount_due", "1.5.0");
     corrupt(&data.join("outcomes.csv"), 9, "strategy", "pray");
     let (stdout, stderr) = refused_validation(&data);
+    // The tables are read side by side, yet listed in the contract's order.
+    let mut last = 0;
     for place in [
         "accounts.csv, row 2, column days_past_due",
         "payment_history.csv, row 3, column amount_due",
         "outcomes.csv, row 9, column strategy",
     ] {
-        assert!(stdout.contains(place), "missing {place} in:\n{stdout}");
+        let at = stdout
+            .find(place)
+            .unwrap_or_else(|| panic!("missing {place} in:\n{stdout}"));
+        assert!(at >= last, "{place} out of order in:\n{stdout}");
+        last = at;
     }
     assert!(stderr.contains("3 problems found"), "{stderr}");
 }

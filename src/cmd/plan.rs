@@ -87,16 +87,23 @@ pub fn run(
         challenger: challenger.as_ref().map(|(m, share)| (m, *share)),
     };
     let loaded = started.elapsed().as_secs_f64();
+    tracing::info!(seconds = loaded, "data and model loaded");
     let book = assess_arms(&data_set, arms, &config, as_of, &|step| {
         bar.set_message(step.to_string())
     })?;
     let assessed = started.elapsed().as_secs_f64();
     bar.set_message("allocating under capacity");
     let decisions = decide(&book, &config);
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "allocated");
     let allocated = started.elapsed().as_secs_f64();
     bar.set_message(format!("writing {}", out.display()));
     let mut frame = plan_frame(&book, &decisions, &config)?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "plan table built"
+    );
     write_frame(&mut frame, out, Format::Csv).context("writing the plan")?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "plan written");
     bar.finish_and_clear();
     let explored = decisions.iter().filter(|d| d.propensity < 1.0).count();
     let models = match &book.challenger {

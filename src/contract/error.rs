@@ -97,6 +97,30 @@ impl Problems {
         }
     }
 
+    /// An empty list in the same mode, for a part of the work done apart
+    /// (see [`Problems::absorb`]).
+    pub fn fresh(&self) -> Self {
+        Problems {
+            limit: self.limit,
+            fail_fast: self.fail_fast,
+            list: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// Adds the problems of a part done apart, after those already here:
+    /// parts absorbed in the order they would have run in give the list
+    /// that running them in turn gives.
+    pub fn absorb(&mut self, part: Problems) -> Result<(), ContractError> {
+        // Those the part counted past its own limit.
+        let unlisted = part.total - part.list.len();
+        for problem in part.list {
+            self.push(problem)?;
+        }
+        self.total += unlisted;
+        Ok(())
+    }
+
     /// Records a problem; in fail-fast mode returns it as the error.
     pub fn push(&mut self, problem: Problem) -> Result<(), ContractError> {
         if self.fail_fast {
@@ -158,5 +182,48 @@ pub fn at_column(file: &str, column: &str, message: impl Into<String>) -> Proble
         row: None,
         column: Some(column.to_string()),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(n: usize) -> Problem {
+        at_cell("t.csv", n, "c", "bad")
+    }
+
+    #[test]
+    fn parts_absorbed_in_order_list_what_pushing_in_turn_lists() {
+        let sizes = [2, 0, 5, 1];
+        let mut in_turn = Problems::collect(4);
+        let mut n = 0;
+        for size in sizes {
+            for _ in 0..size {
+                n += 1;
+                in_turn.push(problem(n)).expect("collecting");
+            }
+        }
+        let mut whole = Problems::collect(4);
+        let mut n = 0;
+        for size in sizes {
+            let mut part = whole.fresh();
+            for _ in 0..size {
+                n += 1;
+                part.push(problem(n)).expect("collecting");
+            }
+            whole.absorb(part).expect("collecting");
+        }
+        assert_eq!(whole.list(), in_turn.list());
+        assert_eq!(whole.total(), 8);
+        assert_eq!(in_turn.total(), 8);
+        let rows: Vec<_> = whole.list().iter().map(|p| p.row).collect();
+        assert_eq!(rows, [Some(1), Some(2), Some(3), Some(4)]);
+    }
+
+    #[test]
+    fn a_fresh_list_fails_fast_like_its_parent() {
+        let mut part = Problems::fail_fast().fresh();
+        assert!(part.push(problem(1)).is_err());
     }
 }

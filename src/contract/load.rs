@@ -248,6 +248,33 @@ pub fn empty_table(spec: &TableSpec) -> DataFrame {
     DataFrame::new(columns).expect("distinct column names")
 }
 
+/// Runs `work` on every item in a thread of its own, each with a fresh
+/// problem list like `problems`; returns the results in the items' order.
+fn side_by_side<T: Sync, R: Send>(
+    problems: &Problems,
+    items: &[T],
+    work: impl Fn(&T, &mut Problems) -> Result<R, ContractError> + Sync,
+) -> Vec<(Result<R, ContractError>, Problems)> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let running: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let mut found = problems.fresh();
+                scope.spawn(move || (work(item, &mut found), found))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// The four tables of a data folder, typed and checked against the contract.
 #[derive(Debug, Clone)]
 pub struct DataSet {
@@ -274,29 +301,40 @@ impl DataSet {
             });
         }
         use super::schema::{ACCOUNTS, ACTIONS, OUTCOMES, PAYMENT_HISTORY};
-        let load =
-            |spec: &TableSpec, problems: &mut Problems| -> Result<DataFrame, ContractError> {
-                Ok(load_table(dir, spec, problems)?.unwrap_or_else(|| empty_table(spec)))
-            };
-        let accounts = load(&ACCOUNTS, problems)?;
-        let payment_history = load(&PAYMENT_HISTORY, problems)?;
-        let actions = load(&ACTIONS, problems)?;
-        let outcomes = load(&OUTCOMES, problems)?;
+        // The tables are read side by side, each into a problem list of its
+        // own; the lists are then taken in the tables' order, so what is
+        // reported is what reading them in turn reports.
+        let specs = [&ACCOUNTS, &PAYMENT_HISTORY, &ACTIONS, &OUTCOMES];
+        let parts = side_by_side(problems, &specs, |spec, found| {
+            Ok(load_table(dir, spec, found)?.unwrap_or_else(|| empty_table(spec)))
+        });
+        let mut frames = Vec::with_capacity(specs.len());
+        for (frame, found) in parts {
+            problems.absorb(found)?;
+            frames.push(frame?);
+        }
+        let [accounts, payment_history, actions, outcomes]: [DataFrame; 4] =
+            frames.try_into().expect("four tables");
         let data = DataSet {
             accounts,
             payment_history,
             actions,
             outcomes,
         };
-        for (spec, frame) in [
+        let known = [
             (&PAYMENT_HISTORY, &data.payment_history),
             (&ACTIONS, &data.actions),
             (&OUTCOMES, &data.outcomes),
-        ] {
+        ];
+        let parts = side_by_side(problems, &known, |(spec, frame), found| {
             let file = find_table(dir, spec)?
                 .map(|(p, _)| file_label(&p))
                 .unwrap_or_default();
-            super::validate::check_accounts_known(&file, frame, &data.accounts, problems)?;
+            super::validate::check_accounts_known(&file, frame, &data.accounts, found)
+        });
+        for (checked, found) in parts {
+            problems.absorb(found)?;
+            checked?;
         }
         Ok(data)
     }

@@ -521,13 +521,16 @@ pub fn priority(values: &Values, strategy: usize, config: &EngineConfig) -> i64 
 /// Queue rank of every account within its strategy: by priority, highest
 /// first; ties by account id.
 pub fn queue_ranks(book: &Book, decisions: &[Decision], config: &EngineConfig) -> Vec<u32> {
+    use rayon::prelude::*;
     let mut order: Vec<usize> = (0..book.len()).collect();
     let priorities: Vec<i64> = decisions
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(i, d)| priority(&book.values[i], d.strategy, config))
         .collect();
-    order.sort_by(|&a, &b| {
+    // Account ids are unique, so the order is total and an unstable sort
+    // gives the one order there is.
+    order.par_sort_unstable_by(|&a, &b| {
         (
             decisions[a].strategy,
             std::cmp::Reverse(priorities[a]),
@@ -583,6 +586,7 @@ pub fn plan_frame(
     decisions: &[Decision],
     config: &EngineConfig,
 ) -> PolarsResult<DataFrame> {
+    use rayon::prelude::*;
     let ranks = queue_ranks(book, decisions, config);
     let n = book.len();
     let strategy: Vec<&str> = decisions
@@ -590,15 +594,17 @@ pub fn plan_frame(
         .map(|d| Strategy::ALL[d.strategy].as_str())
         .collect();
     let priority: Vec<String> = (0..n)
+        .into_par_iter()
         .map(|i| money(priority(&book.values[i], decisions[i].strategy, config)).to_string())
         .collect();
     let p_pay: Vec<f64> = (0..n)
         .map(|i| (book.p_pay[i][decisions[i].strategy] * 1e4).round() / 1e4)
         .collect();
     let expected: Vec<String> = (0..n)
+        .into_par_iter()
         .map(|i| money(book.values[i][decisions[i].strategy].expect("allowed")).to_string())
         .collect();
-    let blocked: Vec<String> = book.blocked.iter().map(blocked_text).collect();
+    let blocked: Vec<String> = book.blocked.par_iter().map(blocked_text).collect();
     let propensity: Vec<f64> = decisions.iter().map(|d| d.propensity).collect();
     DataFrame::new(vec![
         Column::new("account_id".into(), &book.ids),
