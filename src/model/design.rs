@@ -72,6 +72,17 @@ impl Design {
         }
     }
 
+    /// Appends the strategy inputs, every row set to `strategy`: the inputs
+    /// of a model that reads these and the strategy (a strategy-response
+    /// model beside a propensity model on the same features).
+    pub fn add_strategy_inputs(&mut self, strategy: Strategy) {
+        for s in Strategy::ALL {
+            self.names.push(format!("strategy={s}"));
+            let value = f64::from(u8::from(s == strategy));
+            self.data.extend(std::iter::repeat_n(value, self.rows));
+        }
+    }
+
     /// A view the tree booster reads.
     pub fn matrix(&self) -> forust_ml::Matrix<'_, f64> {
         forust_ml::Matrix::new(&self.data, self.rows, self.cols())
@@ -147,9 +158,20 @@ impl InputSpec {
         features: &DataFrame,
         strategy: StrategyInput,
     ) -> Result<Design, ModelError> {
+        self.design_with_room(features, strategy, 0)
+    }
+
+    /// [`InputSpec::design`] with room for `more` columns, to be added
+    /// without moving the rest (see [`Design::add_strategy_inputs`]).
+    pub fn design_with_room(
+        &self,
+        features: &DataFrame,
+        strategy: StrategyInput,
+        more: usize,
+    ) -> Result<Design, ModelError> {
         let rows = features.height();
         let names = self.names();
-        let mut data = Vec::with_capacity(rows * names.len());
+        let mut data = Vec::with_capacity(rows * (names.len() + more));
         for name in &self.numeric {
             let column = features.column(name)?.cast(&DataType::Float64)?;
             let values = column.f64()?;

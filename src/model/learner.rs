@@ -90,11 +90,60 @@ impl Scorecard {
         ((value - self.means[j]) / self.scales[j]).clamp(-CLIP, CLIP)
     }
 
+    /// Input `j`'s pull on the log-odds at `value`.
+    fn pull(&self, j: usize, value: f64) -> f64 {
+        self.weights[j] * self.z(j, value)
+    }
+
+    /// Log-odds of every row under every strategy, when the design's last
+    /// `K` inputs are the strategy indicators in the contract's order: the
+    /// other inputs are summed once, then each strategy's indicator terms
+    /// are added in column order, so every sum is the one [`Self::log_odds`]
+    /// gives with that strategy set, bit for bit.
+    fn log_odds_all_strategies(
+        &self,
+        design: &Design,
+    ) -> Vec<[f64; crate::model::strategy_trees::K]> {
+        use crate::model::strategy_trees::K;
+        let base = design.cols() - K;
+        let mut prefix = vec![self.intercept; design.rows];
+        for j in 0..base {
+            for (o, v) in prefix.iter_mut().zip(design.column(j)) {
+                *o += self.pull(j, *v);
+            }
+        }
+        let terms: [[f64; K]; K] = std::array::from_fn(|s| {
+            std::array::from_fn(|t| self.pull(base + t, f64::from(u8::from(t == s))))
+        });
+        prefix
+            .into_iter()
+            .map(|start| {
+                std::array::from_fn(|s| terms[s].iter().fold(start, |sum, term| sum + term))
+            })
+            .collect()
+    }
+
+    /// Each input's pull on the log-odds for `rows`, row-major
+    /// (`rows × cols`) into `out`.
+    pub fn contributions_into(
+        &self,
+        design: &Design,
+        rows: std::ops::Range<usize>,
+        out: &mut [f64],
+    ) {
+        let cols = design.cols();
+        for j in 0..cols {
+            for (k, v) in design.column(j)[rows.clone()].iter().enumerate() {
+                out[k * cols + j] = self.pull(j, *v);
+            }
+        }
+    }
+
     fn log_odds(&self, design: &Design) -> Vec<f64> {
         let mut out = vec![self.intercept; design.rows];
         for j in 0..design.cols() {
             for (o, v) in out.iter_mut().zip(design.column(j)) {
-                *o += self.weights[j] * self.z(j, *v);
+                *o += self.pull(j, *v);
             }
         }
         out
@@ -196,6 +245,29 @@ impl Learner {
         }
     }
 
+    /// Log-odds under every strategy (see
+    /// `Scorecard::log_odds_all_strategies`); `None` unless a scorecard whose
+    /// last inputs are the strategy indicators in the contract's order.
+    pub fn raw_all_strategies(
+        &self,
+        design: &Design,
+    ) -> Option<Vec<[f64; crate::model::strategy_trees::K]>> {
+        use crate::contract::Strategy;
+        let Learner::Scorecard(card) = self else {
+            return None;
+        };
+        let k = Strategy::ALL.len();
+        let first = design.cols().checked_sub(k)?;
+        let in_order = Strategy::ALL
+            .iter()
+            .enumerate()
+            .all(|(t, s)| design.names[first + t] == format!("strategy={s}"));
+        let others = design.names[..first]
+            .iter()
+            .all(|n| !n.starts_with("strategy="));
+        (in_order && others).then(|| card.log_odds_all_strategies(design))
+    }
+
     /// Each input's contribution to the log-odds, row-major (`rows × cols`),
     /// measured from the average account.
     pub fn contributions(&self, design: &Design) -> Vec<f64> {
@@ -203,11 +275,7 @@ impl Learner {
         match self {
             Learner::Scorecard(card) => {
                 let mut out = vec![0.0; design.rows * cols];
-                for j in 0..cols {
-                    for (i, v) in design.column(j).iter().enumerate() {
-                        out[i * cols + j] = card.weights[j] * card.z(j, *v);
-                    }
-                }
+                card.contributions_into(design, 0..design.rows, &mut out);
                 out
             }
             Learner::Boosted(booster) => {

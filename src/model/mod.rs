@@ -109,11 +109,50 @@ impl Classifier {
         Ok(self.reasons_of(&design))
     }
 
+    /// Calibrated probabilities under every strategy, in the contract's
+    /// order, of inputs whose last columns are the strategy indicators:
+    /// what [`Self::probabilities_of`] gives with each strategy set, bit for
+    /// bit. `None` where that shortcut does not apply (tree ensembles).
+    pub fn probabilities_all_strategies(
+        &self,
+        design: &design::Design,
+    ) -> Option<Vec<[f64; strategy_trees::K]>> {
+        let mut all = self.learner.raw_all_strategies(design)?;
+        for row in &mut all {
+            for p in row.iter_mut() {
+                *p = self.platt.probability(*p);
+            }
+        }
+        Some(all)
+    }
+
     /// The top reasons of already-built inputs.
     pub fn reasons_of(&self, design: &design::Design) -> Vec<Vec<Reason>> {
         use rayon::prelude::*;
-        let contributions = self.learner.contributions(design);
         let cols = design.cols();
+        // A scorecard's pulls are worked out a block of rows at a time, so
+        // that no rows × inputs matrix is ever held.
+        const BLOCK: usize = 2048;
+        if let Learner::Scorecard(card) = &self.learner {
+            return (0..design.rows.div_ceil(BLOCK))
+                .into_par_iter()
+                .flat_map_iter(|block| {
+                    let rows = block * BLOCK..((block + 1) * BLOCK).min(design.rows);
+                    let mut pulls = vec![0.0; rows.len() * cols];
+                    card.contributions_into(design, rows.clone(), &mut pulls);
+                    rows.enumerate()
+                        .map(|(k, i)| {
+                            reasons::top(
+                                &design.names,
+                                |j| design.column(j)[i],
+                                &pulls[k * cols..(k + 1) * cols],
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+        let contributions = self.learner.contributions(design);
         (0..design.rows)
             .into_par_iter()
             .map(|i| {

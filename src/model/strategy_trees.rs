@@ -201,13 +201,12 @@ mod tests {
     use crate::model::design::StrategyInput;
     use crate::simulate::{simulate, SimulationParams};
 
-    #[test]
-    fn one_walk_gives_what_predicting_under_each_strategy_gives_bit_for_bit() {
+    /// The default model and the features of a small simulated book.
+    fn model_and_features() -> (crate::model::Model, polars::prelude::DataFrame) {
         let model = crate::model::folder::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default"),
         )
         .expect("the default model");
-        let amounts = model.amount.as_ref().expect("an amount model");
         let as_of = "2026-09-30".parse().expect("a date");
         let book = simulate(
             &SimulationParams {
@@ -235,6 +234,13 @@ mod tests {
             &spine_for_date(&data.accounts, as_of).expect("spine"),
         )
         .expect("features");
+        (model, features)
+    }
+
+    #[test]
+    fn one_walk_gives_what_predicting_under_each_strategy_gives_bit_for_bit() {
+        let (model, features) = model_and_features();
+        let amounts = model.amount.as_ref().expect("an amount model");
         let mut design = amounts
             .inputs
             .design(&features, StrategyInput::All(Strategy::None))
@@ -258,5 +264,69 @@ mod tests {
             differ >= 5,
             "the strategy should move the amount: {differ} of 10 differ from none"
         );
+    }
+
+    #[test]
+    fn a_scorecard_under_every_strategy_gives_what_setting_each_gives_bit_for_bit() {
+        let (model, features) = model_and_features();
+        let response = model.response.as_ref().expect("a response model");
+        assert!(
+            matches!(
+                response.learner,
+                crate::model::learner::Learner::Scorecard(_)
+            ),
+            "the default response model is a scorecard"
+        );
+        // Built as the planner builds it: P(pay)'s inputs, then the strategy.
+        let mut design = model
+            .propensity
+            .inputs
+            .design_with_room(&features, StrategyInput::Absent, K)
+            .expect("design");
+        design.add_strategy_inputs(Strategy::None);
+        assert_eq!(design.names, response.inputs.names());
+        let all = response
+            .probabilities_all_strategies(&design)
+            .expect("a scorecard with the strategy last");
+        let mut differ = 0;
+        for strategy in Strategy::ALL {
+            design.set_strategy(strategy);
+            let one = response.probabilities_of(&design);
+            for (row, p) in one.iter().enumerate() {
+                assert_eq!(
+                    all[row][strategy as usize].to_bits(),
+                    p.to_bits(),
+                    "row {row}, {strategy}"
+                );
+            }
+            differ += usize::from(one != all.iter().map(|r| r[0]).collect::<Vec<_>>());
+        }
+        assert!(
+            differ >= 5,
+            "the strategy should move P(paid): {differ} of 10 differ"
+        );
+    }
+
+    #[test]
+    fn reasons_by_block_are_the_reasons_of_the_whole_matrix() {
+        let (model, features) = model_and_features();
+        let propensity = &model.propensity;
+        let design = propensity
+            .inputs
+            .design(&features, StrategyInput::Absent)
+            .expect("design");
+        let blocks = propensity.reasons_of(&design);
+        let cols = design.cols();
+        let matrix = propensity.learner.contributions(&design);
+        assert_eq!(blocks.len(), design.rows);
+        for (i, reasons) in blocks.iter().enumerate() {
+            let whole = crate::model::reasons::top(
+                &design.names,
+                |j| design.column(j)[i],
+                &matrix[i * cols..(i + 1) * cols],
+            );
+            assert_eq!(*reasons, whole, "row {i}");
+            assert!(!reasons.is_empty(), "row {i} has reasons");
+        }
     }
 }

@@ -335,47 +335,71 @@ fn score(
     past_due: &[f64],
     lap: &dyn Fn(&str),
 ) -> Result<Scored, PlanError> {
-    let (propensity, why) = model.p_pay_with_reasons(features)?;
-    let reasons: Vec<String> = {
-        use rayon::prelude::*;
-        why.par_iter().map(|r| reasons::joined(r)).collect()
+    use rayon::prelude::*;
+    model.check_features(features)?;
+    // The response and amount models usually read the propensity model's
+    // inputs and the strategy: then one design, with the strategy inputs
+    // added after P(pay), serves all three.
+    let propensity_inputs = &model.propensity.inputs;
+    let reads_the_same = |inputs: &crate::model::design::InputSpec| {
+        inputs.strategy
+            && inputs.numeric == propensity_inputs.numeric
+            && inputs.products == propensity_inputs.products
     };
-    lap("propensity and reasons");
-    let n = features.height();
-    let mut p_pay = vec![[0.0; K]; n];
-    // The response and amount models usually read the same inputs: build them once.
-    let mut shared = match (&model.response, &model.amount) {
-        (Some(r), Some(a)) if r.inputs.strategy && a.inputs.names() == r.inputs.names() => Some((
-            r,
-            a,
-            r.inputs
-                .design(features, StrategyInput::All(Strategy::None))?,
-        )),
+    let shared = match (&model.response, &model.amount) {
+        (Some(r), Some(a))
+            if !propensity_inputs.strategy
+                && reads_the_same(&r.inputs)
+                && reads_the_same(&a.inputs) =>
+        {
+            Some((r, a))
+        }
         _ => None,
     };
-    // With shared inputs, the amount trees under all ten strategies in one
-    // walk of each tree; then only P(paid) is left to do per strategy.
-    let mut amount = match &shared {
-        Some((_, amounts, design)) => {
-            let all = amounts
-                .amounts_all_strategies(design)
-                .expect("shared inputs carry the strategy");
-            lap("amounts under every strategy");
-            all
-        }
-        None => vec![[0.0; K]; n],
-    };
+    let room = if shared.is_some() { K } else { 0 };
+    let mut design = propensity_inputs.design_with_room(features, StrategyInput::Absent, room)?;
+    let propensity = model.propensity.probabilities_of(&design);
+    let reasons: Vec<String> = model
+        .propensity
+        .reasons_of(&design)
+        .par_iter()
+        .map(|r| reasons::joined(r))
+        .collect();
+    lap("propensity and reasons");
+    let n = features.height();
+    if let Some((response, amounts)) = shared {
+        design.add_strategy_inputs(Strategy::None);
+        // Each tree walked once for all strategies.
+        let amount = amounts
+            .amounts_all_strategies(&design)
+            .expect("the design carries the strategy");
+        lap("amounts under every strategy");
+        let p_pay = match response.probabilities_all_strategies(&design) {
+            Some(all) => all,
+            None => {
+                let mut p_pay = vec![[0.0; K]; n];
+                for strategy in Strategy::ALL {
+                    design.set_strategy(strategy);
+                    for (row, p) in p_pay.iter_mut().zip(response.probabilities_of(&design)) {
+                        row[strategy as usize] = p;
+                    }
+                }
+                p_pay
+            }
+        };
+        lap("P(paid) under every strategy");
+        return Ok(Scored {
+            risk: propensity,
+            reasons,
+            p_pay,
+            amount,
+        });
+    }
+    drop(design);
+    let mut p_pay = vec![[0.0; K]; n];
+    let mut amount = vec![[0.0; K]; n];
     for strategy in Strategy::ALL {
         let s = strategy as usize;
-        if let Some((response, _, design)) = shared.as_mut() {
-            design.set_strategy(strategy);
-            let p = response.probabilities_of(design);
-            for i in 0..n {
-                p_pay[i][s] = p[i];
-            }
-            lap(strategy.as_str());
-            continue;
-        }
         let p = match &model.response {
             Some(response) => response.probabilities(features, StrategyInput::All(strategy))?,
             None => propensity.clone(),
