@@ -62,7 +62,7 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
 
 /// Writes `path` through `write` into a temporary sibling, flushes it and
 /// renames it into place: a reader sees the old file or the whole new one.
-fn write_durably(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+pub fn write_durably(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
     let parent = parent_of(path);
     fs::create_dir_all(&parent).with_context(|| format!("creating folder {}", parent.display()))?;
     let temporary = temporary_sibling(path, "tmp");

@@ -26,14 +26,29 @@ pub type Values = [Option<i64>; K];
 
 /// The strategy index chosen for every account.
 pub fn allocate(values: &[Values], capacity: &[Option<u64>; K]) -> Vec<usize> {
+    let everyone: Vec<usize> = (0..values.len()).collect();
+    allocate_among(values, &everyone, capacity)
+}
+
+/// [`allocate`] for the accounts at `members` of `values` only; the
+/// strategies chosen come in the order of `members`.
+pub fn allocate_among(
+    all_values: &[Values],
+    members: &[usize],
+    capacity: &[Option<u64>; K],
+) -> Vec<usize> {
+    use rayon::prelude::*;
+    let value_of = |i: usize| &all_values[members[i]];
+    let n = members.len();
     let capped: Vec<usize> = (0..K)
         .filter(|&s| capacity[s].is_some_and(|c| c > 0))
         .collect();
     // Strategies with a capacity of 0 are not available at all.
     let available = |s: usize| capacity[s] != Some(0);
-    let fallback: Vec<(usize, i64)> = values
-        .iter()
-        .map(|v| {
+    let fallback: Vec<(usize, i64)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let v = value_of(i);
             let mut best = (0, v[0].expect("`none` is always allowed"));
             for (s, value) in v.iter().enumerate().skip(1) {
                 if let Some(value) = value {
@@ -51,12 +66,13 @@ pub fn allocate(values: &[Values], capacity: &[Option<u64>; K]) -> Vec<usize> {
     }
     let gain = |i: usize, s: usize| -> Option<i64> {
         (available(s))
-            .then_some(values[i][s])
+            .then_some(value_of(i)[s])
             .flatten()
             .map(|v| v - fallback[i].1)
     };
     // Only accounts that gain from some capped strategy can be worth a slot.
-    let candidates: Vec<usize> = (0..values.len())
+    let candidates: Vec<usize> = (0..n)
+        .into_par_iter()
         .filter(|&i| capped.iter().any(|&s| gain(i, s).is_some_and(|g| g > 0)))
         .collect();
     let k = capped.len();
@@ -69,12 +85,13 @@ pub fn allocate(values: &[Values], capacity: &[Option<u64>; K]) -> Vec<usize> {
             }
         }
     }
+    // Account indices are unique: the order is total, whatever the sort.
     for list in &mut entries {
-        list.sort_unstable_by_key(|&(g, i)| (Reverse(g), i));
+        list.par_sort_unstable_by_key(|&(g, i)| (Reverse(g), i));
     }
     let mut next_entry = vec![0usize; k];
     // Where each account is: None at its fallback, Some(node) in a capped strategy.
-    let mut placed: Vec<Option<usize>> = vec![None; values.len()];
+    let mut placed: Vec<Option<usize>> = vec![None; n];
     let mut used = vec![0u64; k];
     // moves[a * k + b]: accounts in `a` by the gain of moving them to `b`.
     let mut moves: Vec<BinaryHeap<(i64, Reverse<usize>)>> = vec![BinaryHeap::new(); k * k];

@@ -94,8 +94,9 @@ pub fn values_of(
     config: &EngineConfig,
 ) -> Vec<Values> {
     let costs: [i64; K] = std::array::from_fn(|s| config.cost_units(Strategy::ALL[s]));
+    use rayon::prelude::*;
     p_pay
-        .iter()
+        .par_iter()
         .zip(amount)
         .zip(blocked)
         .map(|((p, a), b)| {
@@ -471,7 +472,9 @@ pub fn explored(id: &str, day: NaiveDate, config: &EngineConfig) -> bool {
 pub fn decide(book: &Book, config: &EngineConfig) -> Vec<Decision> {
     let mut capacity: [Option<u64>; K] = std::array::from_fn(|s| config.strategies[s].capacity);
     let mut decisions: Vec<Option<Decision>> = vec![None; book.len()];
+    use rayon::prelude::*;
     let mut explore: Vec<usize> = (0..book.len())
+        .into_par_iter()
         .filter(|&i| explored(&book.ids[i], book.day, config))
         .collect();
     explore.sort_by_key(|&i| stable_hash(&book.ids[i], book.day, config.explore_seed, 2));
@@ -511,8 +514,7 @@ pub fn decide(book: &Book, config: &EngineConfig) -> Vec<Decision> {
         (champion, champion_capacity),
         (challenger, challenger_capacity),
     ] {
-        let values: Vec<Values> = side.iter().map(|&i| book.values[i]).collect();
-        let chosen = allocate::allocate(&values, &side_capacity);
+        let chosen = allocate::allocate_among(&book.values, &side, &side_capacity);
         for (&i, strategy) in side.iter().zip(chosen) {
             decisions[i] = Some(Decision {
                 strategy,
@@ -604,48 +606,107 @@ pub fn money(units: impl Into<i128>) -> Decimal {
     money_to_decimal(units.into()).round_dp(2)
 }
 
-/// The plan as the contract's table, in account order, with `currency` added.
-pub fn plan_frame(
+/// The plan's columns: the contract's, then `currency`.
+pub const PLAN_COLUMNS: [&str; 11] = [
+    "account_id",
+    "strategy",
+    "queue_rank",
+    "priority",
+    "p_pay",
+    "expected_value",
+    "reasons",
+    "blocked_by",
+    "propensity",
+    "model_version",
+    "currency",
+];
+
+/// A float as the plan shows it: the shortest text that reads back as the
+/// same number, never in exponent form, with `.0` when whole.
+fn float_text(x: f64) -> String {
+    let text = x.to_string();
+    if x.is_finite() && !text.contains('.') {
+        text + ".0"
+    } else {
+        text
+    }
+}
+
+/// Appends one CSV field: quoted when it holds a comma, a quote or a line
+/// break, or is empty (so that it reads back as an empty text, not as a
+/// missing value), with quotes doubled.
+fn push_field(line: &mut Vec<u8>, field: &str) {
+    let quote = field.is_empty()
+        || field
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+    if quote {
+        line.push(b'"');
+        line.extend_from_slice(field.replace('"', "\"\"").as_bytes());
+        line.push(b'"');
+    } else {
+        line.extend_from_slice(field.as_bytes());
+    }
+}
+
+/// Appends one CSV record.
+fn push_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a str>) {
+    for (k, field) in fields.into_iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        push_field(out, field);
+    }
+    out.push(b'\n');
+}
+
+/// Writes the plan as CSV, in account order, with the columns of
+/// [`PLAN_COLUMNS`]. Blocks of rows are formatted in parallel, then written
+/// in order.
+pub fn write_plan_csv(
     book: &Book,
     decisions: &[Decision],
     config: &EngineConfig,
-) -> PolarsResult<DataFrame> {
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     use rayon::prelude::*;
+    const BLOCK: usize = 16_384;
     let ranks = queue_ranks(book, decisions, config);
-    let n = book.len();
-    let strategy: Vec<&str> = decisions
-        .iter()
-        .map(|d| Strategy::ALL[d.strategy].as_str())
-        .collect();
-    let priority: Vec<String> = (0..n)
+    let mut header = Vec::new();
+    push_record(&mut header, PLAN_COLUMNS);
+    out.write_all(&header)?;
+    let blocks: Vec<Vec<u8>> = (0..book.len().div_ceil(BLOCK))
         .into_par_iter()
-        .map(|i| money(priority(&book.values[i], decisions[i].strategy, config)).to_string())
+        .map(|block| {
+            let mut text = Vec::with_capacity(BLOCK * 256);
+            for i in block * BLOCK..((block + 1) * BLOCK).min(book.len()) {
+                let decision = decisions[i];
+                let s = decision.strategy;
+                let value = book.values[i][s].expect("decided strategies are allowed");
+                push_record(
+                    &mut text,
+                    [
+                        book.ids[i].as_str(),
+                        Strategy::ALL[s].as_str(),
+                        &ranks[i].to_string(),
+                        &money(priority(&book.values[i], s, config)).to_string(),
+                        &float_text((book.p_pay[i][s] * 1e4).round() / 1e4),
+                        &money(value).to_string(),
+                        &book.reasons[i],
+                        &blocked_text(&book.blocked[i]),
+                        &float_text(decision.propensity),
+                        book.model_of(i),
+                        &book.currency[i],
+                    ],
+                );
+            }
+            text
+        })
         .collect();
-    let p_pay: Vec<f64> = (0..n)
-        .map(|i| (book.p_pay[i][decisions[i].strategy] * 1e4).round() / 1e4)
-        .collect();
-    let expected: Vec<String> = (0..n)
-        .into_par_iter()
-        .map(|i| money(book.values[i][decisions[i].strategy].expect("allowed")).to_string())
-        .collect();
-    let blocked: Vec<String> = book.blocked.par_iter().map(blocked_text).collect();
-    let propensity: Vec<f64> = decisions.iter().map(|d| d.propensity).collect();
-    DataFrame::new(vec![
-        Column::new("account_id".into(), &book.ids),
-        Column::new("strategy".into(), strategy),
-        Column::new("queue_rank".into(), ranks),
-        Column::new("priority".into(), priority),
-        Column::new("p_pay".into(), p_pay),
-        Column::new("expected_value".into(), expected),
-        Column::new("reasons".into(), &book.reasons),
-        Column::new("blocked_by".into(), blocked),
-        Column::new("propensity".into(), propensity),
-        Column::new(
-            "model_version".into(),
-            (0..n).map(|i| book.model_of(i)).collect::<Vec<_>>(),
-        ),
-        Column::new("currency".into(), &book.currency),
-    ])
+    for block in blocks {
+        out.write_all(&block)?;
+    }
+    Ok(())
 }
 
 /// Per strategy: accounts planned and total expected value (ten-thousandths).
@@ -656,4 +717,35 @@ pub fn mix(book: &Book, decisions: &[Decision]) -> [(u64, i64); K] {
         out[d.strategy].1 += book.values[i][d.strategy].expect("allowed");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_fields_read_back_as_written_and_empty_text_stays_text() {
+        let fields = ["plain", "", "a, b", "say \"hi\"", "two\nlines", "tab\there"];
+        let mut text = Vec::new();
+        push_record(&mut text, fields);
+        push_record(&mut text, fields);
+        assert!(text.starts_with(b"plain,\"\",\"a, b\",\"say \"\"hi\"\"\""));
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&text[..]);
+        let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("csv")).collect();
+        assert_eq!(records.len(), 2);
+        for record in records {
+            assert_eq!(record.iter().collect::<Vec<_>>(), fields);
+        }
+    }
+
+    #[test]
+    fn floats_show_as_the_plan_has_always_shown_them() {
+        assert_eq!(float_text(1.0), "1.0");
+        assert_eq!(float_text(0.0), "0.0");
+        assert_eq!(float_text(0.1111111111111111), "0.1111111111111111");
+        assert_eq!(float_text(0.0001), "0.0001");
+        assert_eq!(float_text(0.2658), "0.2658");
+    }
 }
