@@ -9,6 +9,16 @@ use prioritize::model::{LearnerKind, TrainParams};
 use prioritize::simulate::SimulationParams;
 use tracing_subscriber::EnvFilter;
 
+// polars and the planner allocate and free buffers of hundreds of MB, stage
+// after stage. The system allocator unmaps each freed one, and the next must
+// be faulted in and zeroed afresh: on the two-core machine the benchmarks run
+// on, a third of `plan`'s CPU time at 1M accounts was the kernel zeroing
+// pages. mimalloc keeps freed memory for a moment and reuses it. Without
+// huge pages (`no_thp`): zeroing 2 MB for every touched region cost more
+// than it saved there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn run(cli: Cli) -> anyhow::Result<String> {
     match cli.command {
         Command::Demo {
