@@ -190,20 +190,21 @@ pub fn assess_arms(
             .iter()
             .zip(&ids)
             .all(|(a, b)| a == Some(b.as_str()));
-    let rows: Vec<usize> = if in_order {
-        (0..ids.len()).collect()
+    // The accounts in the features' order (usually already so).
+    let (accounts, states) = if in_order {
+        (std::borrow::Cow::Borrowed(&data.accounts), states)
     } else {
         let row_of: PlHashMap<&str, usize> = account_ids
             .iter()
             .enumerate()
             .filter_map(|(i, id)| Some((id?, i)))
             .collect();
-        ids.iter().map(|id| row_of[id.as_str()]).collect()
-    };
-    let states: Vec<AccountState> = if in_order {
-        states
-    } else {
-        rows.iter().map(|&r| states[r].clone()).collect()
+        let rows: Vec<usize> = ids.iter().map(|id| row_of[id.as_str()]).collect();
+        let take = IdxCa::from_vec("rows".into(), rows.iter().map(|&r| r as IdxSize).collect());
+        (
+            std::borrow::Cow::Owned(data.accounts.take(&take)?),
+            rows.iter().map(|&r| states[r].clone()).collect(),
+        )
     };
     let blocked: Vec<[Option<Rule>; K]> = {
         use rayon::prelude::*;
@@ -214,37 +215,40 @@ pub fn assess_arms(
             })
             .collect()
     };
-    let currencies = data.accounts.column("currency")?.str()?;
-    let currency: Vec<String> = rows
+    let currency: Vec<String> = accounts
+        .column("currency")?
+        .str()?
         .iter()
-        .map(|&r| currencies.get(r).unwrap_or("").to_string())
+        .map(|c| c.unwrap_or("").to_string())
         .collect();
-    let dpd_column = data.accounts.column("days_past_due")?.i32()?;
-    let days_past_due: Vec<i32> = rows
+    let days_past_due: Vec<i32> = accounts
+        .column("days_past_due")?
+        .i32()?
         .iter()
-        .map(|&r| dpd_column.get(r).unwrap_or(0))
+        .map(|d| d.unwrap_or(0))
         .collect();
-    let balances = data.accounts.column("balance")?.decimal()?.physical();
-    let balance: Vec<i128> = rows.iter().map(|&r| balances.get(r).unwrap_or(0)).collect();
-    let past_due_column = data
-        .accounts
+    let balance: Vec<i128> = accounts
+        .column("balance")?
+        .decimal()?
+        .physical()
+        .iter()
+        .map(|b| b.unwrap_or(0))
+        .collect();
+    let past_due: Vec<f64> = accounts
         .column("amount_past_due")?
         .decimal()?
-        .physical();
-    let past_due: Vec<f64> = rows
+        .physical()
         .iter()
-        .map(|&r| past_due_column.get(r).unwrap_or(0) as f64 / MONEY_UNITS)
+        .map(|a| a.unwrap_or(0) as f64 / MONEY_UNITS)
         .collect();
     let by_challenger: Vec<bool> = match arms.challenger {
-        Some((_, share)) => {
-            let customers = data.accounts.column("customer_id")?.str()?;
-            rows.iter()
-                .map(|&r| {
-                    let person = customers.get(r).or(account_ids.get(r)).unwrap_or("");
-                    in_challenger(person, share)
-                })
-                .collect()
-        }
+        Some((_, share)) => accounts
+            .column("customer_id")?
+            .str()?
+            .iter()
+            .zip(accounts.column("account_id")?.str()?.iter())
+            .map(|(customer, account)| in_challenger(customer.or(account).unwrap_or(""), share))
+            .collect(),
         None => vec![false; ids.len()],
     };
     lap("accounts in the features' order");

@@ -67,9 +67,11 @@ pub fn account_states(
         .collect();
     // Each person, as a dense number.
     let mut person_of_key: PlHashMap<&str, usize> = PlHashMap::with_capacity(n);
-    let person: Vec<usize> = (0..n)
-        .map(|i| {
-            let key = customers.get(i).or(ids.get(i)).unwrap_or("");
+    let person: Vec<usize> = customers
+        .iter()
+        .zip(ids.iter())
+        .map(|(customer, id)| {
+            let key = customer.or(id).unwrap_or("");
             let next = person_of_key.len();
             *person_of_key.entry(key).or_insert(next)
         })
@@ -99,13 +101,19 @@ pub fn account_states(
     let outcome = actions.column("outcome")?.str()?;
     let promised_on = actions.column("promised_on")?.date()?.physical();
     let mut current: Option<(&str, usize)> = None;
-    for k in 0..actions.height() {
-        let (Some(id), Some(micros)) = (action_ids.get(k), at.get(k)) else {
+    let rows = action_ids
+        .iter()
+        .zip(at.iter())
+        .zip(outcome.iter())
+        .zip(channel.iter())
+        .zip(promised_on.iter());
+    for ((((id, micros), what), channel), promised_on) in rows {
+        let (Some(id), Some(micros)) = (id, micros) else {
             continue;
         };
         // Only promises and the last few days' contacts can matter: the rest
         // (most of a year of history) skips the lookups and the time zone.
-        let what = outcome.get(k).unwrap_or("");
+        let what = what.unwrap_or("");
         let recent = (earliest..=latest).contains(&micros);
         if !recent && what != "promise_to_pay" {
             continue;
@@ -127,7 +135,7 @@ pub fn account_states(
             continue;
         }
         if what == "promise_to_pay" {
-            if let Some(date) = promised_on.get(k) {
+            if let Some(date) = promised_on {
                 promise[row] |= rules::promise_holds(days_to_date(date), day);
             }
         }
@@ -135,7 +143,7 @@ pub fn account_states(
             continue;
         }
         let age = day_number - local_day;
-        if channel.get(k) == Some("call") && age < config.call_window_days {
+        if channel == Some("call") && age < config.call_window_days {
             calls[person[row]] += 1;
         }
         if CONVERSATIONS.contains(&what) {
@@ -154,9 +162,10 @@ pub fn account_states(
         accounts_of[p] += 1;
     }
     let mut order: Vec<usize> = (0..n).filter(|&i| accounts_of[person[i]] > 1).collect();
+    let balance: Vec<i128> = balance.iter().map(|b| b.unwrap_or(0)).collect();
     order.sort_unstable_by(|&a, &b| {
-        (person[a], std::cmp::Reverse(balance.get(a).unwrap_or(0)))
-            .cmp(&(person[b], std::cmp::Reverse(balance.get(b).unwrap_or(0))))
+        (person[a], std::cmp::Reverse(balance[a]))
+            .cmp(&(person[b], std::cmp::Reverse(balance[b])))
             .then_with(|| ids.get(a).cmp(&ids.get(b)))
     });
     let mut ahead = vec![0u32; n];
@@ -169,9 +178,11 @@ pub fn account_states(
         seconds = started.elapsed().as_secs_f64(),
         "rule inputs of every account"
     );
-    Ok((0..n)
-        .map(|i| AccountState {
-            days_past_due: dpd.get(i).unwrap_or(0),
+    Ok(dpd
+        .iter()
+        .enumerate()
+        .map(|(i, dpd)| AccountState {
+            days_past_due: dpd.unwrap_or(0),
             dispute_open: dispute[i],
             cease_contact: cease[i],
             bankruptcy: bankrupt[i],
