@@ -326,15 +326,21 @@ impl DataSet {
             (&ACTIONS, &data.actions),
             (&OUTCOMES, &data.outcomes),
         ];
-        let parts = side_by_side(problems, &known, |(spec, frame), found| {
-            let file = find_table(dir, spec)?
-                .map(|(p, _)| file_label(&p))
-                .unwrap_or_default();
-            super::validate::check_accounts_known(&file, frame, &data.accounts, found)
-        });
-        for (checked, found) in parts {
-            problems.absorb(found)?;
-            checked?;
+        let accounts_file = find_table(dir, &ACCOUNTS)?
+            .map(|(p, _)| file_label(&p))
+            .unwrap_or_default();
+        {
+            let ids = super::validate::KnownAccounts::of(&accounts_file, &data.accounts)?;
+            let parts = side_by_side(problems, &known, |(spec, frame), found| {
+                let file = find_table(dir, spec)?
+                    .map(|(p, _)| file_label(&p))
+                    .unwrap_or_default();
+                super::validate::check_accounts_known(&file, frame, &ids, found)
+            });
+            for (checked, found) in parts {
+                problems.absorb(found)?;
+                checked?;
+            }
         }
         Ok(data)
     }

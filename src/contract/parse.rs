@@ -371,8 +371,15 @@ fn parse_text(
 
 /// Whether any cell is blank or has surrounding white space.
 fn needs_cleaning(text: &StringChunked) -> bool {
-    text.iter()
-        .any(|v| v.is_some_and(|v| v.is_empty() || v.trim().len() != v.len()))
+    // Printable ASCII at both ends is never white space: only other ends
+    // need `trim`'s look at the characters.
+    let printable = |b: u8| b > b' ' && b < 0x80;
+    text.iter().any(|v| {
+        v.is_some_and(|v| match (v.as_bytes().first(), v.as_bytes().last()) {
+            (Some(&first), Some(&last)) if printable(first) && printable(last) => false,
+            _ => v.is_empty() || v.trim().len() != v.len(),
+        })
+    })
 }
 
 /// Checks the values of an enum, currency or time-zone column against what

@@ -233,44 +233,82 @@ fn strictly_increasing(keys: &DataFrame) -> bool {
     true
 }
 
-/// Every `account_id` of a table must be a row of `accounts`.
+/// The ids of the `accounts` table, built once for every table checked
+/// against it.
+pub struct KnownAccounts<'a>(PlHashSet<&'a str>);
+
+impl<'a> KnownAccounts<'a> {
+    pub fn of(file: &str, accounts: &'a DataFrame) -> Result<Self, ContractError> {
+        let account_ids = accounts
+            .column("account_id")
+            .map_err(polars_error(file))?
+            .str()
+            .map_err(polars_error(file))?;
+        let mut known: PlHashSet<&str> = PlHashSet::with_capacity(account_ids.len());
+        known.extend(account_ids.into_no_null_iter());
+        Ok(KnownAccounts(known))
+    }
+}
+
+/// Names the rows of `frame` whose `account_id` is not in `accounts`.
+/// Rows come grouped by account: an id is looked up only when it changes,
+/// and two rows of the same id are told apart from their 16-byte string
+/// views alone wherever those are equal (always so for ids of up to 12
+/// bytes, which the views hold whole).
 pub fn check_accounts_known(
     file: &str,
     frame: &DataFrame,
-    accounts: &DataFrame,
+    known: &KnownAccounts<'_>,
     problems: &mut Problems,
 ) -> Result<(), ContractError> {
     if frame.height() == 0 {
         return Ok(());
     }
-    let account_ids = accounts
-        .column("account_id")
-        .map_err(polars_error(file))?
-        .str()
-        .map_err(polars_error(file))?;
-    let mut known: PlHashSet<&str> = PlHashSet::with_capacity(account_ids.len());
-    known.extend(account_ids.into_no_null_iter());
     let ids = frame
         .column("account_id")
         .map_err(polars_error(file))?
         .str()
         .map_err(polars_error(file))?;
-    // Rows come grouped by account: an id is looked up only when it changes.
     let mut previous: Option<&str> = None;
-    for (row, id) in ids.iter().enumerate() {
-        let Some(id) = id else { continue };
-        if previous == Some(id) {
-            continue;
-        }
-        previous = Some(id);
-        if known.contains(id) {
-            continue;
-        }
+    let report = |row: usize, id: &str, problems: &mut Problems| {
         let message = format!("account_id {id:?} is not in accounts");
         problems.push(at_cell(file, row + 1, "account_id", message))?;
-        if problems.full() {
-            break;
+        Ok::<_, ContractError>(problems.full())
+    };
+    if ids.null_count() > 0 {
+        for (row, id) in ids.iter().enumerate() {
+            let Some(id) = id else { continue };
+            if previous == Some(id) {
+                continue;
+            }
+            previous = Some(id);
+            if !known.0.contains(id) && report(row, id, problems)? {
+                break;
+            }
         }
+        return Ok(());
+    }
+    let mut first_row = 0;
+    for array in ids.downcast_iter() {
+        // A view points into its own array's buffers: equal views mean
+        // equal ids only within one array.
+        let mut previous_view: Option<u128> = None;
+        for (k, view) in array.views().iter().enumerate() {
+            let view = view.as_u128();
+            if previous_view == Some(view) {
+                continue;
+            }
+            previous_view = Some(view);
+            let id = array.value(k);
+            if previous == Some(id) {
+                continue;
+            }
+            previous = Some(id);
+            if !known.0.contains(id) && report(first_row + k, id, problems)? {
+                return Ok(());
+            }
+        }
+        first_row += array.len();
     }
     Ok(())
 }
@@ -312,8 +350,9 @@ mod tests {
             ],
         )])
         .unwrap();
+        let known = KnownAccounts::of("accounts.csv", &accounts).unwrap();
         let mut problems = Problems::collect(10);
-        check_accounts_known("payment_history.csv", &history, &accounts, &mut problems).unwrap();
+        check_accounts_known("payment_history.csv", &history, &known, &mut problems).unwrap();
         let found: Vec<String> = problems.list().iter().map(|p| p.to_string()).collect();
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(
@@ -325,12 +364,46 @@ mod tests {
             "{found:?}"
         );
         let mut first = Problems::fail_fast();
-        let error = check_accounts_known("payment_history.csv", &history, &accounts, &mut first)
+        let error = check_accounts_known("payment_history.csv", &history, &known, &mut first)
             .unwrap_err()
             .to_string();
         assert!(
             error.contains("payment_history.csv") && error.contains("row 3"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn ids_across_chunks_are_compared_by_their_text() {
+        // Ids longer than 12 bytes live in the arrays' buffers, and the same
+        // view in two chunks may point at different ids; shorter ones are
+        // held whole in their views.
+        let long = |s: &str| format!("ACCOUNT-LONG-IDENTIFIER-{s}");
+        let short = |s: &str| format!("ACC-{s}");
+        for id in [&long as &dyn Fn(&str) -> String, &short] {
+            let accounts =
+                DataFrame::new(vec![Column::new("account_id".into(), [id("A"), id("B")])]).unwrap();
+            let chunk = |ids: &[String]| {
+                DataFrame::new(vec![Column::new("account_id".into(), ids.to_vec())]).unwrap()
+            };
+            let mut history = chunk(&[id("A"), id("A"), id("B")]);
+            history
+                .vstack_mut(&chunk(&[id("X"), id("X"), id("A"), id("Y")]))
+                .unwrap();
+            assert_eq!(history.column("account_id").unwrap().n_chunks(), 2);
+            let known = KnownAccounts::of("accounts.csv", &accounts).unwrap();
+            let mut problems = Problems::collect(10);
+            check_accounts_known("payment_history.csv", &history, &known, &mut problems).unwrap();
+            let found: Vec<String> = problems.list().iter().map(|p| p.to_string()).collect();
+            assert_eq!(found.len(), 2, "{found:?}");
+            assert!(
+                found[0].contains("row 4") && found[0].contains(&id("X")),
+                "{found:?}"
+            );
+            assert!(
+                found[1].contains("row 7") && found[1].contains(&id("Y")),
+                "{found:?}"
+            );
+        }
     }
 }
