@@ -181,16 +181,17 @@ pub fn contact_features(
     spine: &DataFrame,
 ) -> PolarsResult<DataFrame> {
     let grouped;
-    let actions = if runs(actions.column("account_id")?.str()?).1 {
+    let (mut ranges, together) = runs(actions.column("account_id")?.str()?);
+    let actions = if together {
         actions
     } else {
         grouped = actions.sort(
             ["account_id"],
             SortMultipleOptions::default().with_maintain_order(true),
         )?;
+        ranges = runs(grouped.column("account_id")?.str()?).0;
         &grouped
     };
-    let ids = actions.column("account_id")?.str()?;
     let days = actions.column("local_date")?.date()?.physical().clone();
     let channels = actions.column("channel")?.str()?;
     let outcomes = actions.column("outcome")?.str()?;
@@ -207,7 +208,6 @@ pub fn contact_features(
             promised_on,
         })
         .collect();
-    let (ranges, _) = runs(ids);
     let spine_ids: Vec<Option<&str>> = spine.column("account_id")?.str()?.iter().collect();
     let spine_days: Vec<Option<i32>> = spine.column("as_of")?.date()?.physical().iter().collect();
     let rows: Vec<Option<[f64; NAMES.len()]>> = spine_ids
