@@ -174,7 +174,13 @@ pub fn predict_all_strategies(booster: &GradientBooster, design: &Design) -> Opt
                             let side = if is_missing {
                                 2
                             } else {
-                                usize::from(!(value < node.split))
+                                // Not `>=`: a NaN that is not the missing
+                                // value goes right, as in forust.
+                                if value < node.split {
+                                    0
+                                } else {
+                                    1
+                                }
                             };
                             *at = node.children[side];
                         }
