@@ -81,8 +81,14 @@ fn walks(tree: &forust_ml::tree::Tree, strategy_of_column: &[Option<usize>]) -> 
             .nodes
             .iter()
             .enumerate()
-            .map(
-                |(i, node)| match (node.is_leaf, strategy_of_column[node.split_feature]) {
+            .map(|(i, node)| {
+                match (
+                    node.is_leaf,
+                    // A leaf's split feature means nothing: not looked up.
+                    (!node.is_leaf)
+                        .then(|| strategy_of_column[node.split_feature])
+                        .flatten(),
+                ) {
                     (true, _) => Node {
                         split: 0.0,
                         feature: 0,
@@ -107,8 +113,8 @@ fn walks(tree: &forust_ml::tree::Tree, strategy_of_column: &[Option<usize>]) -> 
                             index(node.missing_node),
                         ],
                     },
-                },
-            )
+                }
+            })
             .collect();
         let same = |w: &Walk| {
             w.nodes
