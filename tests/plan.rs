@@ -406,6 +406,34 @@ fn plans_never_break_a_compliance_rule_replayed_independently() {
 }
 
 #[test]
+fn the_order_of_the_accounts_table_does_not_change_the_plan() {
+    // The planner takes a shortcut when the accounts come in id order (as
+    // the simulator writes them); any other order must give the same plan.
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = book(dir.path(), "book", 2000, 31);
+    let capacities = ["--capacity", "call=80", "--capacity", "legal=5"];
+    let in_order = dir.path().join("in_order.csv");
+    plan(&data, &in_order, &capacities);
+    let accounts = data.join("accounts.csv");
+    let text = fs::read_to_string(&accounts).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let header = lines.remove(0);
+    lines.reverse();
+    fs::write(&accounts, format!("{header}\n{}\n", lines.join("\n"))).unwrap();
+    let reversed = dir.path().join("reversed.csv");
+    plan(&data, &reversed, &capacities);
+    let (first, second) = (
+        fs::read_to_string(&in_order).unwrap(),
+        fs::read_to_string(&reversed).unwrap(),
+    );
+    assert_eq!(first.lines().count(), 2001);
+    assert!(
+        first == second,
+        "the plans differ when the accounts are reversed"
+    );
+}
+
+#[test]
 fn a_plan_has_the_contracts_columns_fills_capacity_in_rank_order_and_records_exploration() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _) = book(dir.path(), "book", 3000, 12);
