@@ -96,8 +96,8 @@ pub fn run(
     let assessed = started.elapsed().as_secs_f64();
     bar.set_message("allocating under capacity");
     let decisions = decide(&book, &config);
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "allocated");
     let allocated = started.elapsed().as_secs_f64();
+    tracing::info!(seconds = allocated, "allocated");
     bar.set_message(format!("writing {}", out.display()));
     // The loaded tables are not needed any more: freed beside the writing,
     // and the book after the summary (together about half a second at 1M

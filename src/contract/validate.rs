@@ -275,19 +275,6 @@ pub fn check_accounts_known(
         problems.push(at_cell(file, row + 1, "account_id", message))?;
         Ok::<_, ContractError>(problems.full())
     };
-    if ids.null_count() > 0 {
-        for (row, id) in ids.iter().enumerate() {
-            let Some(id) = id else { continue };
-            if previous == Some(id) {
-                continue;
-            }
-            previous = Some(id);
-            if !known.0.contains(id) && report(row, id, problems)? {
-                break;
-            }
-        }
-        return Ok(());
-    }
     let mut first_row = 0;
     for array in ids.downcast_iter() {
         // A view points into its own array's buffers: equal views mean
@@ -298,8 +285,12 @@ pub fn check_accounts_known(
             if previous_view == Some(view) {
                 continue;
             }
+            // A null's view is not remembered: it may equal a real id's.
+            let Some(id) = array.get(k) else {
+                previous_view = None;
+                continue;
+            };
             previous_view = Some(view);
-            let id = array.value(k);
             if previous == Some(id) {
                 continue;
             }
@@ -333,6 +324,14 @@ mod tests {
         ));
     }
 
+    /// The problems `check_accounts_known` names in `history`, as text.
+    fn unknown_rows(history: &DataFrame, accounts: &DataFrame) -> Vec<String> {
+        let known = KnownAccounts::of("accounts.csv", accounts).unwrap();
+        let mut problems = Problems::collect(10);
+        check_accounts_known("payment_history.csv", history, &known, &mut problems).unwrap();
+        problems.list().iter().map(|p| p.to_string()).collect()
+    }
+
     #[test]
     fn rows_of_unknown_accounts_are_named_once_per_run_of_the_same_id() {
         let accounts = DataFrame::new(vec![Column::new("account_id".into(), ["A", "B"])]).unwrap();
@@ -350,10 +349,7 @@ mod tests {
             ],
         )])
         .unwrap();
-        let known = KnownAccounts::of("accounts.csv", &accounts).unwrap();
-        let mut problems = Problems::collect(10);
-        check_accounts_known("payment_history.csv", &history, &known, &mut problems).unwrap();
-        let found: Vec<String> = problems.list().iter().map(|p| p.to_string()).collect();
+        let found = unknown_rows(&history, &accounts);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(
             found[0].contains("row 3") && found[0].contains("\"X\""),
@@ -363,6 +359,7 @@ mod tests {
             found[1].contains("row 7") && found[1].contains("\"Y\""),
             "{found:?}"
         );
+        let known = KnownAccounts::of("accounts.csv", &accounts).unwrap();
         let mut first = Problems::fail_fast();
         let error = check_accounts_known("payment_history.csv", &history, &known, &mut first)
             .unwrap_err()
@@ -371,6 +368,20 @@ mod tests {
             error.contains("payment_history.csv") && error.contains("row 3"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_null_does_not_hide_the_id_after_it() {
+        // A null's view may equal that of an empty id.
+        let accounts = DataFrame::new(vec![Column::new("account_id".into(), ["A"])]).unwrap();
+        let history = DataFrame::new(vec![Column::new(
+            "account_id".into(),
+            [Some("X"), None, Some("")],
+        )])
+        .unwrap();
+        let found = unknown_rows(&history, &accounts);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[1].contains("row 3"), "{found:?}");
     }
 
     #[test]
@@ -391,10 +402,7 @@ mod tests {
                 .vstack_mut(&chunk(&[id("X"), id("X"), id("A"), id("Y")]))
                 .unwrap();
             assert_eq!(history.column("account_id").unwrap().n_chunks(), 2);
-            let known = KnownAccounts::of("accounts.csv", &accounts).unwrap();
-            let mut problems = Problems::collect(10);
-            check_accounts_known("payment_history.csv", &history, &known, &mut problems).unwrap();
-            let found: Vec<String> = problems.list().iter().map(|p| p.to_string()).collect();
+            let found = unknown_rows(&history, &accounts);
             assert_eq!(found.len(), 2, "{found:?}");
             assert!(
                 found[0].contains("row 4") && found[0].contains(&id("X")),

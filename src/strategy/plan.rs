@@ -341,7 +341,6 @@ fn score(
     lap: &dyn Fn(&str),
 ) -> Result<Scored, PlanError> {
     use rayon::prelude::*;
-    model.check_features(features)?;
     // The response and amount models usually read the propensity model's
     // inputs and the strategy: then one design, with the strategy inputs
     // added after P(pay), serves all three.
