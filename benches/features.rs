@@ -35,6 +35,7 @@ fn features_from_parquet(c: &mut Criterion) {
             as_of,
             cycles: 12,
             currency: "USD".into(),
+            world: Default::default(),
         };
         let p = simulate(&params, |_| {}).expect("simulates");
         let history_rows = p.payment_history.height() as u64;

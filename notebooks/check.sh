@@ -28,6 +28,7 @@ done
 export PRIORITIZE_BIN=${PRIORITIZE_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/prioritize}
 export PRIORITIZE_NB_ACCOUNTS=${PRIORITIZE_NB_ACCOUNTS:-3000}
 export PRIORITIZE_NB_TREES=${PRIORITIZE_NB_TREES:-80}
+export PRIORITIZE_NB_SEARCH=${PRIORITIZE_NB_SEARCH:-1}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export PRIORITIZE_NB_WORK=$work

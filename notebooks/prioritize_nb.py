@@ -10,6 +10,7 @@ small book:
 - PRIORITIZE_NB_ACCOUNTS: accounts per simulated book (default 20,000).
 - PRIORITIZE_NB_WORK: where books, models and plans go (default notebooks/work).
 - PRIORITIZE_NB_TREES: most trees per ensemble when training (default 600, the CLI's).
+- PRIORITIZE_NB_SEARCH: further tree configurations `train` tries (default: the CLI's).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ACCOUNTS = int(os.environ.get("PRIORITIZE_NB_ACCOUNTS", "20000"))
 WORK = Path(os.environ.get("PRIORITIZE_NB_WORK", ROOT / "notebooks" / "work"))
 TREES = int(os.environ.get("PRIORITIZE_NB_TREES", "600"))
+SEARCH = os.environ.get("PRIORITIZE_NB_SEARCH")
 AS_OF = "2026-09-30"  # the simulator's default as-of day
 DPD_BUCKETS = ["current", "1-30", "31-60", "61-90", "91-180", "180+"]
 # Risk tiers by calibrated P(pay), as the server's default config cuts them.
@@ -95,7 +97,8 @@ def train(data: Path, name: str, *options) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         holdout = WORK / "models" / f"{name}.holdout.csv"
         trees = [] if "--trees" in options else ["--trees", TREES]
-        run("train", "--data", data, "--out", folder, "--holdout-out", holdout, *trees, *options, quiet=False)
+        search = [] if "--search" in options or SEARCH is None else ["--search", SEARCH]
+        run("train", "--data", data, "--out", folder, "--holdout-out", holdout, *trees, *search, *options, quiet=False)
     return folder
 
 

@@ -50,7 +50,7 @@ pub struct EngineArgs {
 /// Which learner the strategy-response model uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ResponseLearner {
-    /// The scorecard unless the trees beat its ROC AUC by a margin.
+    /// Whichever candidate's plan is worth most on out-of-fold rows.
     Auto,
     Scorecard,
     Trees,
@@ -99,6 +99,11 @@ pub enum Command {
         /// every strategy, per account) to this Parquet file, for `evaluate-policy --truth`.
         #[arg(long)]
         truth_out: Option<PathBuf>,
+        /// The latent response of the customers: `a`, the project's own world,
+        /// or `b`, a deliberately different one (to check a model on a world it
+        /// was not designed with).
+        #[arg(long, value_enum, default_value_t = crate::simulate::World::A)]
+        world: crate::simulate::World,
     },
     /// Turn the public UCI credit-card file into the contract's tables.
     ImportUci {
@@ -126,26 +131,43 @@ pub enum Command {
         /// Model folder to write (replaced if it holds only model files).
         #[arg(long)]
         out: PathBuf,
-        /// Seed of the split (the same data and seed give the same model).
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Share of accounts held out for the reported metrics.
-        #[arg(long, default_value_t = 0.2)]
-        test_share: f64,
-        /// Share of accounts for calibration and the choice of learner.
-        #[arg(long, default_value_t = 0.2)]
-        calibration_share: f64,
-        /// Most trees per ensemble (early stopping usually ends sooner).
-        #[arg(long, default_value_t = 600)]
-        trees: usize,
-        /// Depth of each tree.
-        #[arg(long, default_value_t = 5)]
-        max_depth: usize,
-        #[arg(long, default_value_t = 0.05)]
-        learning_rate: f32,
-        /// Learner of the strategy-response model; `auto` picks on ROC AUC.
+        /// Seed of the folds and the search (the same data and seed give the same model).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Folds of the cross-fitting (by account, stratified); default 5.
+        #[arg(long)]
+        folds: Option<usize>,
+        /// Share of accounts held out of everything for an untouched test; default 0 (none).
+        #[arg(long)]
+        test_share: Option<f64>,
+        /// Most rounds per tree ensemble (early stopping in the folds usually ends sooner).
+        #[arg(long)]
+        trees: Option<usize>,
+        /// Depth of each tree in the first configuration tried.
+        #[arg(long)]
+        max_depth: Option<usize>,
+        /// Learning rate of the first configuration tried.
+        #[arg(long)]
+        learning_rate: Option<f32>,
+        /// Minimum hessian sum in a leaf, first configuration.
+        #[arg(long)]
+        min_leaf_weight: Option<f32>,
+        /// L2 penalty of the leaf weights, first configuration.
+        #[arg(long)]
+        l2: Option<f32>,
+        /// Further tree configurations (seeded draws) the search tries; 0 tries only the first.
+        #[arg(long)]
+        search: Option<usize>,
+        /// A wall-clock limit on the search of each model (the first two candidates
+        /// always run); none by default, so that a seed gives the same model anywhere.
+        #[arg(long)]
+        search_seconds: Option<f64>,
+        /// Learner of the strategy-response model; `auto` picks by the value of its plan.
         #[arg(long, value_enum, default_value_t = ResponseLearner::Auto)]
         response_learner: ResponseLearner,
+        /// Costs and capacities the candidate plans are judged under (as `plan` takes them).
+        #[command(flatten)]
+        engine: EngineArgs,
         /// Also write the held-out rows with their predicted p_pay to this CSV.
         #[arg(long)]
         holdout_out: Option<PathBuf>,
@@ -238,6 +260,12 @@ pub enum Command {
         /// Also write the figures as JSON to this file (for notebooks and scripts).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also judge a plan made elsewhere, as NAME=FILE.csv with columns
+        /// `account_id,strategy` (one row per account of the day); repeatable.
+        /// Decisions on a strategy the rules block are counted as violations
+        /// and valued as `none`.
+        #[arg(long = "decisions", value_name = "NAME=FILE")]
+        decisions: Vec<String>,
     },
     /// Compute the model features of a data folder and write them to Parquet.
     Features {

@@ -4,7 +4,6 @@ use clap::Parser;
 use prioritize::cli::{Cli, Command, ResponseLearner};
 use prioritize::cmd;
 use prioritize::features::catalog;
-use prioritize::model::learner::BoostParams;
 use prioritize::model::{LearnerKind, TrainParams};
 use prioritize::simulate::SimulationParams;
 use tracing_subscriber::EnvFilter;
@@ -54,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             currency,
             format,
             truth_out,
+            world,
         } => {
             let params = SimulationParams {
                 accounts,
@@ -61,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 as_of,
                 cycles,
                 currency,
+                world,
             };
             cmd::simulate::run(&params, &out, format, truth_out.as_deref())
         }
@@ -70,33 +71,38 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             data,
             out,
             seed,
+            folds,
             test_share,
-            calibration_share,
             trees,
             max_depth,
             learning_rate,
+            min_leaf_weight,
+            l2,
+            search,
+            search_seconds,
             response_learner,
+            engine,
             holdout_out,
         } => {
-            let defaults = TrainParams::default();
-            let params = TrainParams {
-                seed,
-                test_share,
-                calibration_share,
-                trees: BoostParams {
-                    iterations: trees,
-                    max_depth,
-                    learning_rate,
-                    ..defaults.trees
-                },
-                response_learner: match response_learner {
-                    ResponseLearner::Auto => None,
-                    ResponseLearner::Scorecard => Some(LearnerKind::Scorecard),
-                    ResponseLearner::Trees => Some(LearnerKind::TreeEnsemble),
-                },
-                ..defaults
+            // Only what was given replaces a default; the defaults live in TrainParams.
+            let mut params = TrainParams::default();
+            let t = &mut params.trees;
+            t.iterations = trees.unwrap_or(t.iterations);
+            t.max_depth = max_depth.unwrap_or(t.max_depth);
+            t.learning_rate = learning_rate.unwrap_or(t.learning_rate);
+            t.min_leaf_weight = min_leaf_weight.unwrap_or(t.min_leaf_weight);
+            t.l2 = l2.unwrap_or(t.l2);
+            params.seed = seed.unwrap_or(params.seed);
+            params.folds = folds.unwrap_or(params.folds);
+            params.test_share = test_share.unwrap_or(params.test_share);
+            params.search = search.unwrap_or(params.search);
+            params.search_seconds = search_seconds.or(params.search_seconds);
+            params.response_learner = match response_learner {
+                ResponseLearner::Auto => None,
+                ResponseLearner::Scorecard => Some(LearnerKind::Scorecard),
+                ResponseLearner::Trees => Some(LearnerKind::TreeEnsemble),
             };
-            cmd::train::run(&data, &out, params, holdout_out.as_deref())
+            cmd::train::run(&data, &out, params, &engine, holdout_out.as_deref())
         }
         Command::Score {
             data,
@@ -123,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             engine,
             truth,
             json,
+            decisions,
         } => cmd::evaluate_policy::run(
             &data,
             &model,
@@ -130,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             &engine,
             truth.as_deref(),
             json.as_deref(),
+            &decisions,
         ),
         Command::Features { list: true, .. } => Ok(catalog::markdown_table()),
         Command::Features {

@@ -411,3 +411,68 @@ fn the_feature_list_documents_every_output_column() {
         );
     }
 }
+
+/// World b keeps the customers (the same accounts, as of the same day) but
+/// answers strategies otherwise: its truth differs, and its book is as valid.
+#[test]
+fn a_second_world_changes_how_strategies_work_not_who_the_customers_are() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let truth_of = |world: &str| -> (PathBuf, DataFrame) {
+        let out = dir.path().join(world);
+        let truth = dir.path().join(format!("{world}.parquet"));
+        prioritize()
+            .args([
+                "simulate",
+                "--accounts",
+                "400",
+                "--seed",
+                "5",
+                "--world",
+                world,
+                "--out",
+            ])
+            .arg(&out)
+            .arg("--truth-out")
+            .arg(&truth)
+            .assert()
+            .success();
+        prioritize()
+            .arg("validate")
+            .arg("--data")
+            .arg(&out)
+            .assert()
+            .success();
+        let frame = ParquetReader::new(fs::File::open(&truth).expect("open"))
+            .finish()
+            .expect("read");
+        (out, frame)
+    };
+    let ((a, truth_a), (b, truth_b)) = (truth_of("a"), truth_of("b"));
+    let column = |frame: &DataFrame, name: &str| -> Vec<f64> {
+        frame
+            .column(name)
+            .expect(name)
+            .f64()
+            .expect("f64")
+            .into_no_null_iter()
+            .collect()
+    };
+    assert_eq!(column(&truth_a, "p_none").len(), 400);
+    for strategy in ["call", "sms_reminder", "legal"] {
+        let name = format!("p_{strategy}");
+        let differ = column(&truth_a, &name)
+            .iter()
+            .zip(column(&truth_b, &name))
+            .filter(|(x, y)| (*x - y).abs() > 1e-6)
+            .count();
+        assert!(differ > 300, "{name}: only {differ} of 400 differ");
+    }
+    let first_line = |dir: &Path| {
+        fs::read_to_string(dir.join("accounts.csv"))
+            .expect("read")
+            .lines()
+            .nth(1)
+            .map(str::to_string)
+    };
+    assert_eq!(first_line(&a), first_line(&b), "the same first customer");
+}

@@ -33,7 +33,7 @@ fn book(dir: &Path, name: &str, accounts: usize, seed: u64) -> PathBuf {
     out
 }
 
-/// Small and quick: few trees, a short scorecard fit.
+/// Small and quick: few trees, a short scorecard fit, three folds, no search.
 fn quick() -> TrainParams {
     TrainParams {
         trees: BoostParams {
@@ -42,6 +42,8 @@ fn quick() -> TrainParams {
             ..BoostParams::default()
         },
         max_iterations: 60,
+        folds: 3,
+        search: 0,
         ..TrainParams::default()
     }
 }
@@ -54,13 +56,24 @@ fn trained_book(
     let dir = tempfile::tempdir().unwrap();
     let data_dir = book(dir.path(), "book", accounts, seed);
     let data = DataSet::load(&data_dir).unwrap();
-    let trained = train(&data, &data_dir, quick(), &|_| {}).unwrap();
+    let trained = train(&data, &data_dir, quick(), None, &|_| {}).unwrap();
     (dir, data, trained)
 }
 
 fn train_cli(data: &Path, out: &Path) {
     prioritize()
-        .args(["train", "--trees", "60", "--learning-rate", "0.2", "--data"])
+        .args([
+            "train",
+            "--trees",
+            "60",
+            "--learning-rate",
+            "0.2",
+            "--search",
+            "0",
+            "--folds",
+            "3",
+            "--data",
+        ])
         .arg(data)
         .arg("--out")
         .arg(out)
@@ -193,7 +206,9 @@ fn evaluate_reports_the_card_metrics_and_compares_two_models() {
         "decile",
         "lift",
         "logged strategy",
-        "Scorecard weights",
+        "Out-of-fold metrics",
+        "plan value per account",
+        "folds",
     ] {
         assert!(card.contains(needed), "model card lacks {needed}");
     }
@@ -291,4 +306,83 @@ fn the_shipped_default_model_loads_and_reads_todays_features() {
         "the default model must know how strategies differ"
     );
     assert!(model.amount.is_some());
+}
+
+/// Raising a feature whose direction is known never moves P(pay) (or
+/// P(paid | strategy)) the wrong way, in either learner; and no reason the
+/// model gives goes against its feature.
+#[test]
+fn constrained_features_move_p_pay_only_their_way_and_reasons_agree() {
+    use polars::prelude::{ChunkAgg, IntoSeries};
+    use prioritize::contract::Strategy;
+    use prioritize::features::catalog::{self, Direction};
+    use prioritize::model::{reasons, LearnerKind};
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = book(dir.path(), "book", 3000, 21);
+    let data = DataSet::load(&data_dir).unwrap();
+    let features = build(
+        &data,
+        &spine_for_date(&data.accounts, "2026-09-30".parse().unwrap()).unwrap(),
+    )
+    .unwrap();
+    for kind in [LearnerKind::Scorecard, LearnerKind::TreeEnsemble] {
+        let params = TrainParams {
+            response_learner: Some(kind),
+            ..quick()
+        };
+        let model = train(&data, &data_dir, params, None, &|_| {})
+            .unwrap()
+            .model;
+        assert_eq!(model.response.as_ref().unwrap().kind(), kind);
+        let before = model.p_pay(&features).unwrap();
+        let strategy = Strategy::Call;
+        let response_before = model.response(&features, strategy).unwrap().unwrap();
+        let mut checked = 0;
+        for (name, direction) in catalog::DIRECTIONS {
+            let column = features
+                .column(name)
+                .unwrap()
+                .cast(&polars::prelude::DataType::Float64)
+                .unwrap();
+            let values = column.f64().unwrap();
+            // Every account a good step higher: a quarter of the column's spread, at least 1.
+            let (lo, hi) = (values.min().unwrap(), values.max().unwrap());
+            let step = ((hi - lo) / 4.0).max(1.0);
+            let raised: polars::prelude::Float64Chunked =
+                values.into_iter().map(|v| v.map(|v| v + step)).collect();
+            let mut more = features.clone();
+            more.with_column(raised.into_series().with_name((*name).into()))
+                .unwrap();
+            let after = model.p_pay(&more).unwrap();
+            let response_after = model.response(&more, strategy).unwrap().unwrap();
+            for (what, b, a) in [
+                ("P(pay)", &before, &after),
+                ("P(paid | call)", &response_before, &response_after),
+            ] {
+                for (i, (x, y)) in b.iter().zip(a).enumerate() {
+                    let wrong = match direction {
+                        Direction::Raises => y < &(x - 1e-12),
+                        Direction::Lowers => y > &(x + 1e-12),
+                        Direction::Free => false,
+                    };
+                    assert!(
+                        !wrong,
+                        "{kind:?}: raising {name} moved {what} of row {i} from {x} to {y}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 10);
+        for row in model.reasons(&features).unwrap() {
+            for reason in row {
+                assert!(
+                    reasons::agrees(&reason.feature, reason.effect),
+                    "{kind:?}: {} goes against {}",
+                    reason.text(),
+                    reason.feature
+                );
+            }
+        }
+    }
 }

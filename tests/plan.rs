@@ -752,3 +752,118 @@ fn a_challenger_plans_its_share_of_people_with_its_share_of_capacity() {
         .clone();
     assert!(String::from_utf8_lossy(&fails).contains("--challenger-share"));
 }
+
+/// A plan made elsewhere (a peer's) is judged with the same truth as ours:
+/// the plan's own decisions, handed back, are worth exactly what the plan is;
+/// a decision the rules block is counted and earns nothing; a file that
+/// leaves an account out is refused, naming it.
+#[test]
+fn evaluate_policy_judges_decisions_made_elsewhere_by_the_same_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, truth) = book(dir.path(), "book", 3000, 31);
+    let capacity = [
+        "--capacity",
+        "call=120",
+        "--capacity",
+        "settlement_offer=30",
+        "--capacity",
+        "installment_plan=60",
+        "--capacity",
+        "demand_letter=150",
+        "--capacity",
+        "field_visit=6",
+        "--capacity",
+        "legal=8",
+        "--capacity",
+        "agency=15",
+    ];
+    let planned = dir.path().join("plan.csv");
+    let mut extra = vec!["--explore", "0"];
+    extra.extend(capacity);
+    plan(&data, &planned, &extra);
+    let rows = read_csv(&planned);
+    let write = |name: &str, rows: &[(String, String)]| -> PathBuf {
+        let path = dir.path().join(name);
+        let mut out = csv::Writer::from_path(&path).unwrap();
+        out.write_record(["account_id", "strategy"]).unwrap();
+        for (id, s) in rows {
+            out.write_record([id, s]).unwrap();
+        }
+        out.flush().unwrap();
+        path
+    };
+    let same: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r["account_id"].clone(), r["strategy"].clone()))
+        .collect();
+    // One account given a strategy its rules remove.
+    let (k, blocked) = rows
+        .iter()
+        .enumerate()
+        .find_map(|(k, r)| {
+            let removed = r["blocked_by"].split("; ").next()?.split_once(": ")?.1;
+            let s = removed.split(' ').next()?.to_string();
+            (s != r["strategy"]).then_some((k, s))
+        })
+        .expect("some account has a blocked strategy");
+    let mut broken = same.clone();
+    broken[k].1 = blocked;
+    let json = dir.path().join("policy.json");
+    let (same_file, broken_file) = (write("same.csv", &same), write("broken.csv", &broken));
+    prioritize()
+        .args(["evaluate-policy", "--as-of", DAY, "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(default_model())
+        .arg("--truth")
+        .arg(&truth)
+        .arg("--json")
+        .arg(&json)
+        .arg("--decisions")
+        .arg(format!("same={}", same_file.display()))
+        .arg("--decisions")
+        .arg(format!("broken={}", broken_file.display()))
+        .args(capacity)
+        .assert()
+        .success();
+    let figures: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();
+    let policy = |name: &str| {
+        figures["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["policy"] == name)
+            .unwrap_or_else(|| panic!("{name} in {figures}"))
+            .clone()
+    };
+    let (ours, again, broken) = (
+        policy("plan (this model)"),
+        policy("same"),
+        policy("broken"),
+    );
+    assert_eq!(again["true_total"], ours["true_total"]);
+    assert_eq!(again["uplift_share"], ours["uplift_share"]);
+    assert_eq!(again["violations"], 0);
+    assert_eq!(broken["violations"], 1);
+    assert_eq!(ours["over_capacity"], 0);
+    let share = ours["uplift_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share <= 1.0, "{share}");
+    assert_eq!(policy("oracle (true values)")["uplift_share"], 1.0);
+
+    let short = write("short.csv", &same[1..]);
+    let assert = prioritize()
+        .args(["evaluate-policy", "--as-of", DAY, "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(default_model())
+        .arg("--decisions")
+        .arg(format!("short={}", short.display()))
+        .assert()
+        .failure();
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert!(
+        stderr.contains(&same[0].0) && stderr.contains("short.csv"),
+        "{stderr}"
+    );
+}

@@ -21,6 +21,7 @@ fn simulated_book(dir: &std::path::Path) -> DataSet {
         as_of: day("2026-09-30"),
         cycles: 12,
         currency: "USD".into(),
+        world: Default::default(),
     };
     let p = simulate(&params, |_| {}).expect("simulates");
     let (mut a, mut h, mut x, mut o) = (p.accounts, p.payment_history, p.actions, p.outcomes);

@@ -34,39 +34,30 @@ pub fn capacities(accounts: usize) -> Vec<String> {
     .collect()
 }
 
+/// The fixed day of the books the demo trains and judges on, so that its
+/// headline does not move with the calendar.
+const JUDGED_ON: &str = "2026-09-30";
+
 /// Runs simulate → validate → features → train → plan → evaluate-policy and
-/// prints a portfolio summary.
+/// prints a portfolio summary. The model is trained on one simulated book,
+/// judged on a second it has never seen (both as of a fixed day), and plans
+/// and serves a third: today's.
 pub fn run(dir: &Path, accounts: usize, listen: Option<SocketAddr>) -> Result<String> {
-    // The portfolio is simulated up to today, so that the served plan is today's.
-    let as_of: NaiveDate = chrono::Utc::now().date_naive();
-    let data = dir.join("data");
-    let params = SimulationParams {
+    let fixed: NaiveDate = JUDGED_ON.parse().expect("a valid date");
+    let book = |seed: u64, as_of: NaiveDate| SimulationParams {
         accounts,
-        seed: 42,
+        seed,
         as_of,
         cycles: 12,
         currency: "USD".into(),
+        world: Default::default(),
     };
+    let training = dir.join("train");
     println!(
-        "1. {}",
-        super::simulate::run(
-            &params,
-            &data,
-            TableFormat::Csv,
-            Some(&dir.join("truth.parquet"))
-        )?
+        "1. training book (seed 42, as of {fixed}): {}",
+        super::simulate::run(&book(42, fixed), &training, TableFormat::Csv, None)?
     );
-    println!("2. {}", super::validate::run(&data, 20)?);
-    let features = dir.join("features.parquet");
-    println!(
-        "3. {}",
-        super::features::run(&data, Some(as_of), &features)?
-    );
-    let model = dir.join("model");
-    println!(
-        "4. {}",
-        super::train::run(&data, &model, TrainParams::default(), None)?
-    );
+    println!("2. {}", super::validate::run(&training, 20)?);
     let engine = EngineArgs {
         capacities: capacities(accounts),
         costs: Vec::new(),
@@ -75,22 +66,56 @@ pub fn run(dir: &Path, accounts: usize, listen: Option<SocketAddr>) -> Result<St
         challenger: None,
         challenger_share: None,
     };
-    let plan = dir.join("plan.csv");
+    let model = dir.join("model");
     println!(
-        "5. capacities {}\n{}",
+        "3. capacities {}\n{}",
         engine.capacities.join(" "),
-        super::plan::run(&data, &model, as_of, &engine, &plan)?
+        super::train::run(&training, &model, TrainParams::default(), &engine, None)?
+    );
+    let judged = dir.join("judged");
+    let judged_truth = dir.join("judged-truth.parquet");
+    println!(
+        "4. a book the model has never seen (seed 43, as of {fixed}): {}",
+        super::simulate::run(
+            &book(43, fixed),
+            &judged,
+            TableFormat::Csv,
+            Some(&judged_truth)
+        )?
     );
     println!(
-        "6. {}",
+        "5. the plan for that book, judged against the simulator's truth:\n{}",
         super::evaluate_policy::run(
-            &data,
+            &judged,
             &model,
-            Some(as_of),
+            Some(fixed),
             &engine,
-            Some(&dir.join("truth.parquet")),
+            Some(&judged_truth),
             None,
+            &[]
         )?
+    );
+    // Today's book: what is planned and served.
+    let as_of: NaiveDate = chrono::Utc::now().date_naive();
+    let data = dir.join("data");
+    println!(
+        "6. today's book (seed 44, as of {as_of}): {}",
+        super::simulate::run(
+            &book(44, as_of),
+            &data,
+            TableFormat::Csv,
+            Some(&dir.join("truth.parquet"))
+        )?
+    );
+    let features = dir.join("features.parquet");
+    println!(
+        "7. {}",
+        super::features::run(&data, Some(as_of), &features)?
+    );
+    let plan = dir.join("plan.csv");
+    println!(
+        "8. today's plan\n{}",
+        super::plan::run(&data, &model, as_of, &engine, &plan)?
     );
     let data_set = DataSet::load(&data)?;
     println!("\nPortfolio on {as_of}:\n{}", summary(&data_set)?);
@@ -139,7 +164,7 @@ fn summary(data: &DataSet) -> Result<String> {
     Ok(out)
 }
 
-/// Step 7: serves the day's plan on `listen` with a fresh key per role.
+/// Step 9: serves the day's plan on `listen` with a fresh key per role.
 fn serve(
     dir: &Path,
     data: &Path,
@@ -182,7 +207,7 @@ fn serve(
     super::serve::serve_blocking(options, |address| {
         let base = format!("http://{address}");
         println!(
-            "\n7. serving the plan of {as_of} on {base} (store {})",
+            "\n9. serving the plan of {as_of} on {base} (store {})",
             db.display()
         );
         println!("   dashboard     {base}/dashboard   (paste the manager key)");

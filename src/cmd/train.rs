@@ -5,9 +5,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::cli::EngineArgs;
 use crate::contract::{DataSet, Format};
-use crate::model::{card, folder, train, TrainParams};
+use crate::model::train::{labelled, train_labelled};
+use crate::model::{card, folder, TrainParams};
 use crate::output::write_frame;
+use crate::strategy::judge::OutOfFoldJudge;
 
 /// Trains, writes `out` (and the held-out scores to `holdout_out` if given);
 /// returns a summary of what was chosen and how it scored.
@@ -15,13 +18,22 @@ pub fn run(
     data: &Path,
     out: &Path,
     params: TrainParams,
+    engine: &EngineArgs,
     holdout_out: Option<&Path>,
 ) -> Result<String> {
     let started = Instant::now();
+    // Refuse bad parameters and settings before any work.
+    let params = params.check()?;
+    let config = super::plan::engine_config(engine)?;
     let bar = super::spinner(&format!("loading {}", data.display()));
     let data_set = DataSet::load(data)?;
     let progress = |stage: &str| bar.set_message(stage.to_string());
-    let mut trained = train(&data_set, data, params, &progress)?;
+    progress("computing features of every outcomes row");
+    let labelled = labelled(&data_set)?;
+    progress("applying the compliance rules to the logged decisions");
+    let judge = OutOfFoldJudge::new(&data_set, &labelled, &config)?;
+    drop(data_set);
+    let mut trained = train_labelled(&labelled, data, params, Some(&judge), &progress)?;
     bar.set_message(format!("writing {}", out.display()));
     let meta = &trained.model.meta;
     folder::save(out, &trained.model, &card::render(meta))

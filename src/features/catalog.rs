@@ -64,6 +64,49 @@ pub const CATEGORICAL: &[FeatureDoc] = &[f(
     "static",
 )];
 
+/// How a higher value of a feature may move the probability of paying, where
+/// collections experience knows the direction: the models are held to it
+/// (monotone constraints in the trees, signed weights in the scorecard), and
+/// a reason is only given in that direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Either way: the model learns it.
+    Free,
+    /// A higher value never lowers P(pay).
+    Raises,
+    /// A higher value never raises P(pay).
+    Lowers,
+}
+
+/// The features with a known direction; every other feature is [`Direction::Free`].
+pub const DIRECTIONS: &[(&str, Direction)] = &[
+    ("past_due_share", Direction::Lowers),
+    ("days_past_due", Direction::Lowers),
+    ("dpd_bucket", Direction::Lowers),
+    ("max_dpd_3", Direction::Lowers),
+    ("max_dpd_6", Direction::Lowers),
+    ("max_dpd_12", Direction::Lowers),
+    ("cycles_no_payment_6", Direction::Lowers),
+    ("cycles_no_payment_12", Direction::Lowers),
+    ("consecutive_missed", Direction::Lowers),
+    ("refusals_180d", Direction::Lowers),
+    ("promises_broken_180d", Direction::Lowers),
+    ("paid_share_1", Direction::Raises),
+    ("paid_share_3", Direction::Raises),
+    ("paid_share_6", Direction::Raises),
+    ("paid_share_12", Direction::Raises),
+    ("catch_up_payments_6", Direction::Raises),
+    ("catch_up_payments_12", Direction::Raises),
+];
+
+/// The known direction of a feature (or model input) by name.
+pub fn direction(name: &str) -> Direction {
+    DIRECTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(Direction::Free, |(_, d)| *d)
+}
+
 /// Names of the numeric features, in output order.
 pub fn numeric_names() -> Vec<&'static str> {
     NUMERIC.iter().map(|d| d.name).collect()
@@ -71,12 +114,37 @@ pub fn numeric_names() -> Vec<&'static str> {
 
 /// The feature list as a Markdown table (used by `features --list` and the README).
 pub fn markdown_table() -> String {
-    let mut out = String::from("| feature | meaning | window |\n|---|---|---|\n");
+    let mut out =
+        String::from("| feature | meaning | window | higher value |\n|---|---|---|---|\n");
     for doc in NUMERIC.iter().chain(CATEGORICAL) {
+        let effect = match direction(doc.name) {
+            Direction::Free => "learnt",
+            Direction::Raises => "never lowers P(pay)",
+            Direction::Lowers => "never raises P(pay)",
+        };
         out.push_str(&format!(
-            "| `{}` | {} | {} |\n",
+            "| `{}` | {} | {} | {effect} |\n",
             doc.name, doc.meaning, doc.window
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stated_direction_names_a_catalogue_feature_once() {
+        for (k, (name, _)) in DIRECTIONS.iter().enumerate() {
+            assert!(
+                NUMERIC.iter().any(|d| d.name == *name),
+                "{name} is not a feature"
+            );
+            assert!(
+                !DIRECTIONS[..k].iter().any(|(n, _)| n == name),
+                "{name} twice"
+            );
+        }
+    }
 }

@@ -297,6 +297,7 @@ fn simulated_book(seed: u64) -> crate::simulate::Portfolio {
         as_of,
         cycles: 12,
         currency: "USD".into(),
+        world: Default::default(),
     };
     simulate(&params, |_| {}).expect("simulates")
 }

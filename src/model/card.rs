@@ -11,18 +11,19 @@ pub fn render(meta: &ModelMeta) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Model {}\n", meta.version);
     let _ = writeln!(out, "| | |\n|---|---|");
-    let t = &meta.params.trees;
+    let p = &meta.params;
     let _ = writeln!(out, "| created | {} |", meta.created_at);
     let _ = writeln!(out, "| training data | `{}` |", meta.data_hash);
     let _ = writeln!(
         out,
-        "| rows | {} (fit {}, calibration {}, held-out test {}; split by account, stratified, seed {}) |",
-        meta.training_rows, meta.split.fit, meta.split.calibration, meta.split.test, meta.params.seed
+        "| rows | {} outcomes rows: the saved models are refitted on {}; {} predicted out of fold by {} folds (by account, stratified, seed {}) for the search, calibration and every metric below; {} held out untouched |",
+        meta.training_rows, meta.split.fit, meta.split.calibration, meta.split.folds, p.seed, meta.split.test
     );
     let _ = writeln!(
         out,
-        "| hyper-parameters | trees: at most {} of depth {}, learning rate {}, min leaf weight {}, L2 {}, early stop after {} rounds without gain; scorecard: L2 alpha {}, at most {} iterations |",
-        t.iterations, t.max_depth, t.learning_rate, t.min_leaf_weight, t.l2, t.early_stopping_rounds, meta.params.alpha, meta.params.max_iterations
+        "| search | the given trees ({}, at most {} rounds, early stop after {} without gain) and {} seeded draws, on at most {} rows{}; scorecard: L2 alpha {}, at most {} iterations |",
+        super::train::describe_trees(&p.trees), p.trees.iterations, p.trees.early_stopping_rounds, p.search, p.search_rows,
+        p.search_seconds.map(|s| format!(", at most {s:.0} s per model")).unwrap_or_default(), p.alpha, p.max_iterations
     );
     let _ = writeln!(out, "| features | {} |\n", meta.features.join(", "));
     classifier_section(
@@ -51,9 +52,26 @@ pub fn render(meta: &ModelMeta) -> String {
     if let Some(amount) = &meta.amount {
         let _ = writeln!(
             out,
-            "## Amount if paid\n\nGradient-boosted trees (squared loss) on the paying fit rows. On {} held-out payers: mean observed {:.2}, mean predicted {:.2}, mean absolute error {:.2}.\n",
+            "## Amount if paid\n\nGradient-boosted trees (squared loss) on the paying rows, chosen by out-of-fold error. On {} payers predicted out of fold: mean observed {:.2}, mean predicted {:.2}, mean absolute error {:.2}.\n",
             amount.test_payers, amount.mean_observed, amount.mean_predicted, amount.mean_absolute_error
         );
+        if !amount.candidates.is_empty() {
+            let _ = writeln!(
+                out,
+                "| configuration | trees | out-of-fold RMSE | chosen |\n|---|---|---|---|"
+            );
+            for c in &amount.candidates {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.2} | {} |",
+                    c.label,
+                    c.trees,
+                    c.rmse,
+                    if c.chosen { "yes" } else { "" }
+                );
+            }
+            out.push('\n');
+        }
     }
     out
 }
@@ -61,30 +79,45 @@ pub fn render(meta: &ModelMeta) -> String {
 fn classifier_section(out: &mut String, title: &str, meta: &ClassifierMeta) {
     let _ = writeln!(out, "## {title}\n");
     let _ = writeln!(out, "Chosen: {}.\n", meta.selection);
-    let _ = writeln!(out, "| learner | trees | fit rows | fit seconds | scored per second | calibration-rows ROC AUC | test ROC AUC | test Brier | test KS |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "| candidate | trees | cross-fit seconds | out-of-fold log loss | ROC AUC | Brier | KS | plan value per account (s.e.) | behind the chosen (paired s.e.) | chosen |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for c in &meta.candidates {
+        let (value, behind) = match c.decision {
+            Some(d) => (
+                format!("{:.4} ({:.4})", d.value, d.se),
+                format!("{:.4} ({:.4})", d.behind_best, d.behind_best_se),
+            ),
+            None => ("–".to_string(), "–".to_string()),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.0} | {:.4} | {:.4} | {:.4} | {:.4} |",
-            c.kind.label(),
+            "| {} | {} | {:.1} | {:.5} | {:.4} | {:.4} | {:.4} | {value} | {behind} | {} |",
+            if c.label.is_empty() {
+                c.kind.label()
+            } else {
+                &c.label
+            },
             if c.trees == 0 {
                 "–".to_string()
             } else {
                 c.trees.to_string()
             },
-            c.fit_rows,
             c.fit_seconds,
-            c.scored_per_second,
-            c.selection_auc,
+            c.log_loss,
             c.test.roc_auc,
             c.test.brier,
-            c.test.ks
+            c.test.ks,
+            if c.chosen { "yes" } else { "" }
         );
     }
     let _ = writeln!(
         out,
-        "\nHeld-out metrics of the chosen learner, after Platt calibration:\n"
+        "\n{} of the chosen learner, after Platt calibration:\n",
+        if meta.held_out.is_some() {
+            "Metrics on the untouched test rows"
+        } else {
+            "Out-of-fold metrics"
+        }
     );
     out.push_str(&metrics_tables(meta.test()));
     if let Some(card) = &meta.scorecard {

@@ -17,6 +17,16 @@ pub struct InputSpec {
     pub products: Vec<String>,
     /// Whether the strategy is an input (the strategy-response model).
     pub strategy: bool,
+    /// Numeric features that also enter once per strategy other than `none`,
+    /// as `feature@strategy` = the feature's value where that strategy is set,
+    /// else 0 (a scorecard's strategy × feature interactions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interactions: Vec<String>,
+}
+
+/// The name of the interaction input of `feature` with `strategy`.
+pub fn interaction_name(feature: &str, strategy: Strategy) -> String {
+    format!("{feature}@{strategy}")
 }
 
 /// The strategy input of each row.
@@ -61,13 +71,26 @@ impl Design {
         }
     }
 
-    /// Sets the strategy indicators of every row to `strategy` (what-if
-    /// scoring of one design under each strategy in turn).
+    /// Sets the strategy indicators (and interactions) of every row to
+    /// `strategy` (what-if scoring of one design under each strategy in turn).
     pub fn set_strategy(&mut self, strategy: Strategy) {
+        let rows = self.rows;
         for j in 0..self.cols() {
             if let Some(name) = self.names[j].strip_prefix("strategy=") {
                 let value = f64::from(u8::from(name == strategy.as_str()));
-                self.data[j * self.rows..(j + 1) * self.rows].fill(value);
+                self.data[j * rows..(j + 1) * rows].fill(value);
+            } else if let Some((feature, of)) = self.names[j].split_once('@') {
+                let base = self
+                    .names
+                    .iter()
+                    .position(|n| n == feature)
+                    .expect("an interaction's feature is an input");
+                if of == strategy.as_str() {
+                    self.data
+                        .copy_within(base * rows..(base + 1) * rows, j * rows);
+                } else {
+                    self.data[j * rows..(j + 1) * rows].fill(0.0);
+                }
             }
         }
     }
@@ -109,6 +132,7 @@ impl InputSpec {
             numeric: numeric.iter().map(|s| s.to_string()).collect(),
             products,
             strategy,
+            interactions: Vec::new(),
         })
     }
 
@@ -118,6 +142,13 @@ impl InputSpec {
         names.extend(self.products.iter().map(|p| format!("product={p}")));
         if self.strategy {
             names.extend(Strategy::ALL.iter().map(|s| format!("strategy={s}")));
+        }
+        for feature in &self.interactions {
+            names.extend(
+                Strategy::ALL[1..]
+                    .iter()
+                    .map(|&s| interaction_name(feature, s)),
+            );
         }
         names
     }
@@ -201,6 +232,30 @@ impl InputSpec {
                             "the strategy-response model needs a strategy per row".into(),
                         ))
                     }
+                }
+            }
+        }
+        for feature in &self.interactions {
+            let base = self
+                .numeric
+                .iter()
+                .position(|n| n == feature)
+                .ok_or_else(|| {
+                    ModelError::Invalid(format!("interaction of {feature}, not an input"))
+                })?;
+            for &s in &Strategy::ALL[1..] {
+                let set: Vec<bool> = match strategy {
+                    StrategyInput::PerRow(logged) => logged.iter().map(|&l| l == s).collect(),
+                    StrategyInput::All(only) => vec![only == s; rows],
+                    StrategyInput::Absent => {
+                        return Err(ModelError::Invalid(
+                            "interactions need a strategy per row".into(),
+                        ))
+                    }
+                };
+                for (i, on) in set.into_iter().enumerate() {
+                    let value = if on { data[base * rows + i] } else { 0.0 };
+                    data.push(value);
                 }
             }
         }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::design::InputSpec;
-use super::learner::{booster_from_json, booster_json, Learner, Platt, Scorecard};
+use super::learner::{booster_from_json, booster_json, BoostParams, Learner, Platt, Scorecard};
 use super::metrics::Metrics;
 use super::train::TrainParams;
 use super::{AmountModel, Classifier, LearnerKind, Model, ModelError};
@@ -20,21 +20,62 @@ use crate::contract::schema::TABLES;
 /// Layout version of `model.json`; a folder with another is refused.
 pub const FORMAT: u32 = 1;
 
-/// A learner that was tried, and how it did.
+/// A learner (and, for trees, a configuration) that was tried, and how it did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Candidate {
     pub kind: LearnerKind,
-    /// ROC AUC on the calibration rows: what the choice was made on.
+    /// What was tried, in words.
+    #[serde(default)]
+    pub label: String,
+    /// The tree configuration (none for a scorecard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<BoostParams>,
+    /// Out-of-fold ROC AUC.
     pub selection_auc: f64,
-    /// Metrics on the held-out test rows, after calibration.
+    /// Out-of-fold log loss, after calibration.
+    #[serde(default)]
+    pub log_loss: f64,
+    /// Out-of-fold metrics after calibration: every row predicted by a model
+    /// that did not fit it.
     pub test: Metrics,
+    /// Seconds of the cross-fitting.
     pub fit_seconds: f64,
+    /// Rows predicted out of fold.
     pub fit_rows: usize,
-    /// Trees in use after early stopping (0 for a scorecard).
+    /// Trees the refitted model grows: the mean round count of the folds'
+    /// early stopping (0 for a scorecard).
     #[serde(default)]
     pub trees: usize,
-    /// Test rows scored per second, inputs already built.
+    #[serde(default)]
     pub scored_per_second: f64,
+    /// The doubly robust value of the plan it makes (decision models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionValue>,
+    /// Whether this candidate is the one saved.
+    #[serde(default)]
+    pub chosen: bool,
+}
+
+/// What the capacity-constrained plan a candidate makes is worth on
+/// out-of-fold rows: the doubly robust mean net value per account.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct DecisionValue {
+    pub value: f64,
+    pub se: f64,
+    /// How far it trails the chosen candidate, with the paired standard error.
+    pub behind_best: f64,
+    pub behind_best_se: f64,
+}
+
+/// An amount configuration that was tried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AmountCandidate {
+    pub label: String,
+    pub params: BoostParams,
+    /// Out-of-fold root mean squared error on paying rows.
+    pub rmse: f64,
+    pub trees: usize,
+    pub chosen: bool,
 }
 
 /// One saved classifier.
@@ -50,12 +91,23 @@ pub struct ClassifierMeta {
     /// Why this learner was chosen.
     pub selection: String,
     pub candidates: Vec<Candidate>,
+    /// Metrics on the untouched test share, when one was held out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<Metrics>,
 }
 
 impl ClassifierMeta {
-    /// The chosen candidate's held-out metrics.
+    /// Metrics on rows the model did not fit: the untouched test share if
+    /// one was held out, else the chosen candidate's out-of-fold metrics.
     pub fn test(&self) -> &Metrics {
-        let chosen = self.candidates.iter().find(|c| c.kind == self.kind);
+        if let Some(held_out) = &self.held_out {
+            return held_out;
+        }
+        let chosen = self
+            .candidates
+            .iter()
+            .find(|c| c.chosen)
+            .or_else(|| self.candidates.iter().find(|c| c.kind == self.kind));
         &chosen
             .expect("the chosen learner is among the candidates")
             .test
@@ -71,6 +123,9 @@ pub struct AmountMeta {
     pub mean_observed: f64,
     pub mean_predicted: f64,
     pub mean_absolute_error: f64,
+    /// The configurations tried.
+    #[serde(default)]
+    pub candidates: Vec<AmountCandidate>,
 }
 
 /// Everything `model.json` holds.
@@ -96,12 +151,17 @@ pub struct ModelMeta {
     pub dir_label: String,
 }
 
-/// Rows in each part of the split.
+/// Rows in each part.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct SplitSizes {
+    /// Rows the saved models were refitted on (all but the test share).
     pub fit: usize,
+    /// Rows predicted out of fold: the search, calibration and card metrics.
     pub calibration: usize,
+    /// The untouched test share.
     pub test: usize,
+    #[serde(default)]
+    pub folds: usize,
 }
 
 /// Hash of the contract tables in a data folder: which data a model saw.

@@ -3,6 +3,7 @@
 //! ensemble (forust, a histogram booster in the XGBoost mould). Both give log-odds of paying and each input's
 //! contribution to them; Platt scaling turns log-odds into calibrated probabilities.
 
+use forust_ml::constraints::{Constraint, ConstraintMap};
 use forust_ml::gradientbooster::ContributionsMethod;
 use forust_ml::metric::Metric;
 use forust_ml::objective::ObjectiveType;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::design::Design;
 use super::ModelError;
+use crate::features::catalog::{self, Direction};
 
 /// Standardised inputs are clipped to this many standard deviations, so one
 /// extreme balance cannot dominate a scorecard.
@@ -58,18 +60,44 @@ impl Scorecard {
             weights: vec![0.0; design.cols()],
             intercept: 0.0,
         };
-        let records = card.standardised(design);
+        let mut records = card.standardised(design);
         let targets = Array1::from_iter(paid.iter().copied());
-        let fitted = LogisticRegression::default()
-            .alpha(alpha)
-            .max_iterations(max_iterations)
-            .fit(&Dataset::new(records, targets))
-            .map_err(|e| ModelError::Fit(format!("logistic regression: {e}")))?;
-        // linfa's positive class is whichever label it met first, not `true`:
-        // turn its weights round when it modelled not paying.
-        let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
-        card.weights = fitted.params().iter().map(|w| sign * w).collect();
-        card.intercept = sign * fitted.intercept();
+        // A weight against its feature's known direction is dropped (its
+        // input set to 0) and the rest refitted, until none is left.
+        let directions: Vec<Direction> =
+            design.names.iter().map(|n| catalog::direction(n)).collect();
+        let mut dropped = vec![false; design.cols()];
+        for _ in 0..=design.cols() {
+            let fitted = LogisticRegression::default()
+                .alpha(alpha)
+                .max_iterations(max_iterations)
+                .fit(&Dataset::new(records.clone(), targets.clone()))
+                .map_err(|e| ModelError::Fit(format!("logistic regression: {e}")))?;
+            // linfa's positive class is whichever label it met first, not `true`:
+            // turn its weights round when it modelled not paying.
+            let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+            card.weights = fitted.params().iter().map(|w| sign * w).collect();
+            card.intercept = sign * fitted.intercept();
+            let against: Vec<usize> = (0..design.cols())
+                .filter(|&j| match directions[j] {
+                    Direction::Free => false,
+                    Direction::Raises => card.weights[j] < 0.0,
+                    Direction::Lowers => card.weights[j] > 0.0,
+                })
+                .collect();
+            if against.is_empty() {
+                break;
+            }
+            for j in against {
+                dropped[j] = true;
+                records.column_mut(j).fill(0.0);
+            }
+        }
+        for (j, gone) in dropped.iter().enumerate() {
+            if *gone {
+                card.weights[j] = 0.0;
+            }
+        }
         Ok(card)
     }
 
@@ -188,12 +216,27 @@ impl Default for BoostParams {
     }
 }
 
-/// Fits a tree ensemble on `target` (log loss for 0/1 targets, squared loss
-/// for amounts), stopping early on `stop`'s rows, which it does not fit on.
+/// The monotone constraints of a probability model on `names`: the
+/// catalogue's known directions (see [`catalog::DIRECTIONS`]).
+pub fn monotone_constraints(names: &[String]) -> ConstraintMap {
+    names
+        .iter()
+        .enumerate()
+        .filter_map(|(j, name)| match catalog::direction(name) {
+            Direction::Free => None,
+            Direction::Raises => Some((j, Constraint::Positive)),
+            Direction::Lowers => Some((j, Constraint::Negative)),
+        })
+        .collect()
+}
+
+/// Fits a tree ensemble on `target` (log loss for 0/1 targets, held to the
+/// catalogue's directions; squared loss for amounts), stopping early on
+/// `stop`'s rows, which it does not fit on, or else growing every tree.
 pub fn boost(
     design: &Design,
     target: &[f64],
-    stop: (&Design, &[f64]),
+    stop: Option<(&Design, &[f64])>,
     classify: bool,
     params: &BoostParams,
 ) -> Result<GradientBooster, ModelError> {
@@ -210,18 +253,70 @@ pub fn boost(
         .set_min_leaf_weight(params.min_leaf_weight)
         .set_l2(params.l2)
         .set_evaluation_metric(Some(metric))
-        .set_early_stopping_rounds(Some(params.early_stopping_rounds));
+        .set_early_stopping_rounds(stop.map(|_| params.early_stopping_rounds))
+        .set_monotone_constraints(classify.then(|| monotone_constraints(&design.names)));
     let weights = vec![1.0; design.rows];
-    let stop_weights = vec![1.0; stop.0.rows];
+    let stop_weights = vec![1.0; stop.map_or(0, |s| s.0.rows)];
+    let evaluation = stop.map(|(rows, target)| vec![(rows.matrix(), target, &stop_weights[..])]);
     booster
-        .fit(
-            &design.matrix(),
-            target,
-            &weights,
-            Some(vec![(stop.0.matrix(), stop.1, &stop_weights)]),
-        )
+        .fit(&design.matrix(), target, &weights, evaluation)
         .map_err(|e| ModelError::Fit(format!("gradient boosting: {e}")))?;
+    if classify {
+        let constraints = monotone_constraints(&design.names);
+        for tree in &mut booster.trees {
+            hold_to_constraints(tree, &constraints);
+        }
+    }
     Ok(booster)
+}
+
+/// Makes a tree monotone in every constrained input, whatever the learner
+/// left: walking down from the root with bounds, each split on a constrained
+/// input bounds its two sides by the midpoint of their weights (the lower
+/// side above it for a falling input, below it for a rising one) and every
+/// leaf is clamped into its bounds. forust grows under the same bounds but
+/// can still leave leaves outside them (a test caught P(paid | call) rising
+/// with the past-due share); where it did not, nothing changes.
+pub fn hold_to_constraints(tree: &mut forust_ml::tree::Tree, constraints: &ConstraintMap) {
+    let nodes = &mut tree.nodes;
+    if nodes.is_empty() {
+        return;
+    }
+    let index_of: std::collections::HashMap<usize, usize> =
+        nodes.iter().enumerate().map(|(i, n)| (n.num, i)).collect();
+    let mut stack = vec![(index_of[&0], f32::NEG_INFINITY, f32::INFINITY)];
+    while let Some((at, lo, hi)) = stack.pop() {
+        if nodes[at].is_leaf {
+            nodes[at].weight_value = nodes[at].weight_value.clamp(lo, hi);
+            continue;
+        }
+        let node = &nodes[at];
+        let (left, right, missing) = (
+            index_of[&node.left_child],
+            index_of[&node.right_child],
+            index_of.get(&node.missing_node).copied(),
+        );
+        let constraint = constraints.get(&node.split_feature);
+        let (left_bounds, right_bounds) = match constraint {
+            Some(Constraint::Negative) | Some(Constraint::Positive) => {
+                let mid = ((nodes[left].weight_value.clamp(lo, hi)
+                    + nodes[right].weight_value.clamp(lo, hi))
+                    / 2.0)
+                    .clamp(lo, hi);
+                if matches!(constraint, Some(Constraint::Negative)) {
+                    ((mid, hi), (lo, mid))
+                } else {
+                    ((lo, mid), (mid, hi))
+                }
+            }
+            _ => ((lo, hi), (lo, hi)),
+        };
+        stack.push((left, left_bounds.0, left_bounds.1));
+        stack.push((right, right_bounds.0, right_bounds.1));
+        if let Some(m) = missing.filter(|&m| m != left && m != right) {
+            stack.push((m, lo, hi));
+        }
+    }
 }
 
 /// Reads a booster saved by [`booster_json`].
@@ -245,17 +340,17 @@ impl Learner {
         }
     }
 
-    /// Log-odds under every strategy (see
-    /// `Scorecard::log_odds_all_strategies`); `None` unless a scorecard whose
-    /// last inputs are the strategy indicators in the contract's order.
+    /// Log-odds under every strategy, when the design's last inputs are the
+    /// strategy indicators in the contract's order: a scorecard sums the
+    /// other inputs once (see `Scorecard::log_odds_all_strategies`), trees
+    /// walk each tree once per group of strategies it tells apart (see
+    /// [`crate::model::strategy_trees`]); either is bit for bit what setting
+    /// each strategy gives. `None` for any other design.
     pub fn raw_all_strategies(
         &self,
         design: &Design,
     ) -> Option<Vec<[f64; crate::model::strategy_trees::K]>> {
         use crate::contract::Strategy;
-        let Learner::Scorecard(card) = self else {
-            return None;
-        };
         let k = Strategy::ALL.len();
         let first = design.cols().checked_sub(k)?;
         let in_order = Strategy::ALL
@@ -265,7 +360,15 @@ impl Learner {
         let others = design.names[..first]
             .iter()
             .all(|n| !n.starts_with("strategy="));
-        (in_order && others).then(|| card.log_odds_all_strategies(design))
+        if !(in_order && others) {
+            return None;
+        }
+        match self {
+            Learner::Scorecard(card) => Some(card.log_odds_all_strategies(design)),
+            Learner::Boosted(booster) => {
+                crate::model::strategy_trees::predict_all_strategies(booster, design)
+            }
+        }
     }
 
     /// Each input's contribution to the log-odds, row-major (`rows × cols`),
@@ -376,6 +479,23 @@ impl Platt {
     }
 }
 
+/// Mean log loss of probabilities of paying (clipped away from 0 and 1).
+pub fn log_loss(p: &[f64], paid: &[bool]) -> f64 {
+    let n = p.len().max(1) as f64;
+    p.iter()
+        .zip(paid)
+        .map(|(&q, &y)| {
+            let q = q.clamp(1e-12, 1.0 - 1e-12);
+            if y {
+                -q.ln()
+            } else {
+                -(1.0 - q).ln()
+            }
+        })
+        .sum::<f64>()
+        / n
+}
+
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -406,7 +526,7 @@ mod tests {
     fn trees_on(design: &Design, paid: &[bool]) -> Learner {
         let target: Vec<f64> = paid.iter().map(|&p| f64::from(u8::from(p))).collect();
         let stop = (design, target.as_slice());
-        let booster = boost(design, &target, stop, true, &BoostParams::default()).unwrap();
+        let booster = boost(design, &target, Some(stop), true, &BoostParams::default()).unwrap();
         Learner::Boosted(Box::new(booster))
     }
 

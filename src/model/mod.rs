@@ -22,7 +22,7 @@ use learner::{Learner, Platt};
 use reasons::Reason;
 
 pub use folder::{ModelMeta, FORMAT};
-pub use train::{train, TrainParams, Trained};
+pub use train::{train, DecisionJudge, TrainParams, Trained};
 
 /// Errors of training, loading and scoring models.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,8 @@ pub enum ModelError {
     Fit(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("training parameters: {}", .0.join("; "))]
+    Params(Vec<String>),
     #[error(
         "model folder {model_dir} does not match the data's features (missing: [{missing}]; \
          not known to the model: [{unknown}]); retrain it with this version"
@@ -112,7 +114,7 @@ impl Classifier {
     /// Calibrated probabilities under every strategy, in the contract's
     /// order, of inputs whose last columns are the strategy indicators:
     /// what [`Self::probabilities_of`] gives with each strategy set, bit for
-    /// bit. `None` where that shortcut does not apply (tree ensembles).
+    /// bit. `None` for inputs of another layout.
     pub fn probabilities_all_strategies(
         &self,
         design: &design::Design,

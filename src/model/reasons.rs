@@ -1,6 +1,8 @@
 //! Reason codes: the inputs that pushed an account's probability of paying up
 //! or down the most, in words a collector understands.
 
+use crate::features::catalog::{self, Direction};
+
 /// How many reasons each scored account carries.
 pub const PER_ACCOUNT: usize = 3;
 
@@ -36,7 +38,10 @@ pub fn joined(reasons: &[Reason]) -> String {
 /// The top reasons of one row: `contributions` are the row's pulls on the
 /// log-odds, one per input in `names`, and `value_of(j)` the row's value of
 /// input `j`; indicator inputs (`product=…`) are merged into their feature,
-/// and strategy indicators are left out. Ties keep the inputs' order.
+/// and strategy indicators are left out. A feature whose direction is known
+/// (see [`catalog::DIRECTIONS`]) is a reason only in that direction: "3
+/// missed payments" may lower P(pay), never raise it, whatever the pull of a
+/// below-typical count. Ties keep the inputs' order.
 pub fn top(
     names: &[String],
     value_of: impl Fn(usize) -> f64,
@@ -86,7 +91,9 @@ pub fn top(
             product: false,
         });
     }
-    merged.retain(|r| r.effect.abs() > 1e-9 && !(r.product && r.value < 0.5));
+    merged.retain(|r| {
+        r.effect.abs() > 1e-9 && !(r.product && r.value < 0.5) && agrees(&names[r.input], r.effect)
+    });
     merged.sort_by(|a, b| b.effect.abs().total_cmp(&a.effect.abs()));
     merged.truncate(PER_ACCOUNT);
     merged
@@ -101,6 +108,15 @@ pub fn top(
             effect: pull.effect,
         })
         .collect()
+}
+
+/// Whether a pull of `effect` on the log-odds goes the way feature `name` may move P(pay).
+pub fn agrees(name: &str, effect: f64) -> bool {
+    match catalog::direction(name) {
+        Direction::Free => true,
+        Direction::Raises => effect > 0.0,
+        Direction::Lowers => effect < 0.0,
+    }
 }
 
 fn count(value: f64) -> i64 {
@@ -208,7 +224,6 @@ pub fn describe(feature: &str, value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::catalog;
 
     #[test]
     fn every_catalogue_feature_has_words() {
@@ -247,5 +262,33 @@ mod tests {
         assert_eq!(reasons[1].feature, "product=personal_loan");
         assert!((reasons[1].effect - 0.7).abs() < 1e-12);
         assert_eq!(reasons[2].feature, "calls_7d");
+    }
+
+    /// "3 missed payments (raises)" and "100% past due (raises)" are what a
+    /// collector cannot trust: the next reason takes their place.
+    #[test]
+    fn a_reason_never_goes_against_its_features_direction() {
+        let names: Vec<String> = [
+            "cycles_no_payment_12",
+            "past_due_share",
+            "paid_share_3",
+            "balance",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let values = [3.0, 1.0, 0.4, 900.0];
+        let effects = [0.9, 0.5, -0.3, 0.1];
+        let reasons = top(&names, |j| values[j], &effects);
+        let shown: Vec<String> = reasons.iter().map(Reason::text).collect();
+        assert_eq!(shown, ["balance of 900 (raises)"]);
+        let effects = [-0.9, -0.5, 0.3, 0.1];
+        let reasons = top(&names, |j| values[j], &effects);
+        assert_eq!(reasons.len(), 3);
+        assert!(reasons.iter().all(|r| agrees(&r.feature, r.effect)));
+        assert_eq!(
+            reasons[0].text(),
+            "3 missed payments in the last 12 cycles (lowers)"
+        );
     }
 }

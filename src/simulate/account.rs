@@ -6,7 +6,7 @@ use chrono::{NaiveDate, NaiveTime, TimeZone};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::response::{response, Exposure, Traits};
+use super::response::{response, Exposure, Traits, World};
 use super::tables::{ActionRow, ChunkTables, CycleRow, TruthRow};
 use crate::contract::parse::date_to_days;
 use crate::strategy::rules::{self, AccountState, RuleConfig};
@@ -51,6 +51,8 @@ pub struct Calendar {
     /// Cycle end dates, oldest first; the last is on or before the as-of day.
     pub cycle_ends: Vec<NaiveDate>,
     pub as_of: NaiveDate,
+    /// The latent response the customers follow.
+    pub world: World,
 }
 
 /// A contact attempt's instant: `hour:minute` local time on `day` in `tz`, in UTC microseconds.
@@ -398,7 +400,7 @@ fn finish_account(
         days_past_due: dpd,
         shocked,
     };
-    let (p_pay, amount) = response(traits, &exposure, strategy);
+    let (p_pay, amount) = response(calendar.world, traits, &exposure, strategy);
     let paid = rng.random::<f64>() < p_pay;
     let mut truth = TruthRow {
         account: index,
@@ -406,7 +408,7 @@ fn finish_account(
         amount: [0.0; 10],
     };
     for s in crate::contract::Strategy::ALL {
-        let (p, a) = response(traits, &exposure, s);
+        let (p, a) = response(calendar.world, traits, &exposure, s);
         truth.p_pay[s as usize] = p;
         // What is collected is 80–100 % of the amount: 90 % on average.
         truth.amount[s as usize] = a * 0.9;

@@ -5,6 +5,8 @@
 
 mod account;
 pub mod response;
+
+pub use response::World;
 mod tables;
 
 use chrono::{Datelike, NaiveDate};
@@ -29,6 +31,8 @@ pub struct SimulationParams {
     /// Monthly cycles of payment history per account.
     pub cycles: usize,
     pub currency: String,
+    /// The latent response: the project's own world or a second, different one.
+    pub world: World,
 }
 
 /// The simulated tables.
@@ -82,6 +86,7 @@ pub fn simulate(
     let calendar = Calendar {
         cycle_ends: cycle_ends(params.as_of, params.cycles.max(1)),
         as_of: params.as_of,
+        world: params.world,
     };
     let chunks = params.accounts.div_ceil(CHUNK);
     let frames: Vec<[DataFrame; 5]> = (0..chunks)

@@ -56,9 +56,35 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// Which latent response the simulated customers follow. The traits, and so
+/// the payment and contact history they leave, are the same in both; only
+/// how each strategy works (and how much it brings) differs, so that a model
+/// or a feature tuned to one world can be checked on the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum World {
+    /// The project's own world: the response designed with the features.
+    #[default]
+    A,
+    /// A deliberately different response: other traits drive each
+    /// strategy, with thresholds, and other amounts.
+    B,
+}
+
 /// The true probability of paying within the horizon under `strategy`, and
 /// the amount collected (net to the lender) if the customer pays.
-pub fn response(traits: &Traits, exposure: &Exposure, strategy: Strategy) -> (f64, f64) {
+pub fn response(
+    world: World,
+    traits: &Traits,
+    exposure: &Exposure,
+    strategy: Strategy,
+) -> (f64, f64) {
+    match world {
+        World::A => response_a(traits, exposure, strategy),
+        World::B => response_b(traits, exposure, strategy),
+    }
+}
+
+fn response_a(traits: &Traits, exposure: &Exposure, strategy: Strategy) -> (f64, f64) {
     let Traits {
         ability,
         willingness,
@@ -101,6 +127,68 @@ pub fn response(traits: &Traits, exposure: &Exposure, strategy: Strategy) -> (f6
         Strategy::Legal => balance * (0.25 + 0.5 * capacity),
         // The agency keeps a 30 % commission: the lender's net is what counts.
         Strategy::Agency => 0.7 * balance.min(past_due * 1.5),
+        _ => usual,
+    };
+    (p_pay, amount)
+}
+
+/// World B: willingness matters more than means, days past due weigh in
+/// steps, calls persuade the unwilling who answer, texts reach those who
+/// do not, a field visit works where neither phone nor screen does, legal
+/// action needs means and a late account, and settlements and agencies pay
+/// less of the balance.
+fn response_b(traits: &Traits, exposure: &Exposure, strategy: Strategy) -> (f64, f64) {
+    let Traits {
+        ability,
+        willingness,
+        forgetfulness,
+        contactability,
+        digital,
+        ..
+    } = *traits;
+    let capacity = if exposure.shocked {
+        ability * 0.4
+    } else {
+        ability
+    };
+    let dpd = exposure.days_past_due.clamp(0, 360) as f64;
+    let late = if dpd > 90.0 { 1.0 } else { 0.0 };
+    let very_late = if dpd > 180.0 { 1.0 } else { 0.0 };
+    let base = -0.4 + 2.0 * (capacity - 0.5) + 3.0 * (willingness - 0.5)
+        - 0.8 * forgetfulness
+        - 0.6 * late
+        - 0.7 * very_late
+        - 0.002 * dpd;
+    let shocked = if exposure.shocked { 1.0 } else { 0.0 };
+    let lift = match strategy {
+        Strategy::None => 0.0,
+        Strategy::SmsReminder => 1.3 * digital * (1.0 - contactability) + 0.5 * forgetfulness,
+        Strategy::EmailReminder => 0.9 * digital * willingness * (1.0 - late),
+        Strategy::Call => 0.2 + 1.5 * contactability * (1.0 - willingness),
+        Strategy::SettlementOffer => 0.3 + 1.4 * (1.0 - capacity) + 0.6 * very_late,
+        Strategy::InstallmentPlan => {
+            2.0 * shocked
+                + if capacity > 0.25 {
+                    0.9 * (1.0 - capacity)
+                } else {
+                    0.0
+                }
+        }
+        Strategy::DemandLetter => 0.6 * (1.0 - willingness) + 0.4 * late,
+        Strategy::FieldVisit => 2.2 * (1.0 - contactability) * (1.0 - digital),
+        Strategy::Legal => 2.0 * capacity * late - 0.8 * willingness,
+        Strategy::Agency => 0.6 + 0.6 * very_late,
+    };
+    let p_pay = sigmoid(base + lift);
+    let past_due = exposure.past_due.max(0.0);
+    let balance = exposure.balance.max(0.0);
+    let usual = (past_due * (0.3 + 0.7 * willingness)).min(balance);
+    let amount = match strategy {
+        Strategy::SettlementOffer => balance * 0.5,
+        Strategy::InstallmentPlan => balance.min((balance / 8.0).max(past_due * 0.5)),
+        Strategy::Legal => balance * 0.45 * capacity,
+        Strategy::Agency => 0.65 * balance.min(past_due * 2.0),
+        Strategy::Call => (usual * 1.2).min(balance),
         _ => usual,
     };
     (p_pay, amount)

@@ -2,6 +2,7 @@
 
 pub mod allocate;
 pub mod config;
+pub mod judge;
 pub mod plan;
 pub mod policy;
 pub mod rules;

@@ -347,6 +347,7 @@ fn score(
     let propensity_inputs = &model.propensity.inputs;
     let reads_the_same = |inputs: &crate::model::design::InputSpec| {
         inputs.strategy
+            && inputs.interactions.is_empty()
             && inputs.numeric == propensity_inputs.numeric
             && inputs.products == propensity_inputs.products
     };
