@@ -94,7 +94,7 @@ fn default_search() -> usize {
     5
 }
 fn default_search_rows() -> usize {
-    100_000
+    25_000
 }
 fn default_scorecard_rows() -> usize {
     200_000
