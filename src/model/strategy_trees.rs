@@ -273,8 +273,10 @@ mod tests {
             }
             differ += usize::from(one != all.iter().map(|r| r[0]).collect::<Vec<_>>());
         }
+        // The simulator's amounts differ from the usual one for settlement
+        // offers, instalment plans, legal and agency: the trees must see those.
         assert!(
-            differ >= 5,
+            differ >= 4,
             "the strategy should move the amount: {differ} of 10 differ from none"
         );
     }
