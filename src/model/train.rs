@@ -818,42 +818,16 @@ pub fn train_labelled(
         Some(t) => Fit::Trees(t),
         None => Fit::Scorecard,
     };
-    let learner = refit(
+    let (propensity, propensity_meta) = finish_classifier(
+        "propensity",
+        chosen,
         how,
-        chosen.oof.rounds,
-        &design,
-        &target,
-        true,
-        &folds.work,
+        (inputs, &design),
+        labelled,
+        &folds,
+        (selection, candidates),
         &params,
     )?;
-    let propensity = Classifier {
-        inputs: inputs.clone(),
-        learner,
-        platt: chosen.platt,
-    };
-    let held_out = (!folds.test.is_empty()).then(|| {
-        let test = design.take(&folds.test);
-        Metrics::of(
-            &propensity.probabilities_of(&test),
-            &pick(&labelled.paid, &folds.test),
-            Some(&pick(&strategy_names, &folds.test)),
-        )
-    });
-    let propensity_meta = ClassifierMeta {
-        kind: chosen.how,
-        inputs,
-        platt: chosen.platt,
-        scorecard: match &propensity.learner {
-            Learner::Scorecard(card) => Some(card.clone()),
-            Learner::Boosted(_) => None,
-        },
-        trees_file: (chosen.how == LearnerKind::TreeEnsemble)
-            .then(|| "propensity.trees.json".to_string()),
-        selection,
-        candidates,
-        held_out,
-    };
     let propensity_oof = chosen.calibrated.clone();
     drop(searched);
 
@@ -940,6 +914,62 @@ pub fn train_labelled(
         },
         holdout,
     })
+}
+
+/// The chosen classifier refitted on every row, with what `model.json`
+/// keeps of it (and its metrics on the untouched test rows, if any).
+#[allow(clippy::too_many_arguments)]
+fn finish_classifier(
+    what: &str,
+    chosen: &Searched,
+    how: Fit,
+    (inputs, design): (InputSpec, &Design),
+    labelled: &Labelled,
+    folds: &Folds,
+    (selection, candidates): (String, Vec<Candidate>),
+    params: &Checked,
+) -> Result<(Classifier, ClassifierMeta), ModelError> {
+    let target: Vec<f64> = labelled
+        .paid
+        .iter()
+        .map(|&p| f64::from(u8::from(p)))
+        .collect();
+    let learner = refit(
+        how,
+        chosen.oof.rounds,
+        design,
+        &target,
+        true,
+        &folds.work,
+        params,
+    )?;
+    let classifier = Classifier {
+        inputs: inputs.clone(),
+        learner,
+        platt: chosen.platt,
+    };
+    let held_out = (!folds.test.is_empty()).then(|| {
+        let names: Vec<&str> = labelled.strategies.iter().map(|s| s.as_str()).collect();
+        Metrics::of(
+            &classifier.probabilities_of(&design.take(&folds.test)),
+            &pick(&labelled.paid, &folds.test),
+            Some(&pick(&names, &folds.test)),
+        )
+    });
+    let meta = ClassifierMeta {
+        kind: chosen.how,
+        inputs,
+        platt: chosen.platt,
+        scorecard: match &classifier.learner {
+            Learner::Scorecard(card) => Some(card.clone()),
+            Learner::Boosted(_) => None,
+        },
+        trees_file: (chosen.how == LearnerKind::TreeEnsemble).then(|| format!("{what}.trees.json")),
+        selection,
+        candidates,
+        held_out,
+    };
+    Ok((classifier, meta))
 }
 
 type DecisionModels = (
@@ -1145,42 +1175,16 @@ fn fit_decision_models(
         (Some(own), Some(own_design)) => (own.clone(), own_design),
         _ => (inputs, &design),
     };
-    let learner = refit(
+    let (response, meta) = finish_classifier(
+        "response",
+        chosen,
         how,
-        chosen.oof.rounds,
-        design,
-        &target,
-        true,
-        &folds.work,
+        (inputs, design),
+        labelled,
+        folds,
+        (selection, candidates),
         params,
     )?;
-    let response = Classifier {
-        inputs: inputs.clone(),
-        learner,
-        platt: chosen.platt,
-    };
-    let held_out = (!folds.test.is_empty()).then(|| {
-        let test = design.take(&folds.test);
-        Metrics::of(
-            &response.probabilities_of(&test),
-            &pick(&labelled.paid, &folds.test),
-            Some(&pick(&strategy_names, &folds.test)),
-        )
-    });
-    let meta = ClassifierMeta {
-        kind: chosen.how,
-        inputs,
-        platt: chosen.platt,
-        scorecard: match &response.learner {
-            Learner::Scorecard(card) => Some(card.clone()),
-            Learner::Boosted(_) => None,
-        },
-        trees_file: (chosen.how == LearnerKind::TreeEnsemble)
-            .then(|| "response.trees.json".to_string()),
-        selection,
-        candidates,
-        held_out,
-    };
     Ok((response, meta, amount, amount_meta))
 }
 
