@@ -26,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$bin" simulate --accounts 3000 --seed 11 --out "$work/data" >/dev/null
-"$bin" train --data "$work/data" --out "$work/model" --response-learner scorecard >/dev/null
+"$bin" train --data "$work/data" --out "$work/model" --response-learner scorecard --search 1 >/dev/null
 
 export MANAGER_KEY="browser-test-manager-key"
 export COLLECTOR_KEY="browser-test-collector-key"
