@@ -386,3 +386,93 @@ fn constrained_features_move_p_pay_only_their_way_and_reasons_agree() {
         }
     }
 }
+
+/// Judged by the value of their plans, the response candidates include the
+/// DR-learner corrections of the pooled trees, each with its value and
+/// standard error; a response model saved with a correction scores the same
+/// after a reload, and the correction moves what it predicts.
+#[test]
+fn dr_learner_corrections_are_judged_and_survive_a_reload() {
+    use prioritize::contract::Strategy;
+    use prioritize::model::correction::Correction;
+    use prioritize::model::strategy_trees::K;
+    use prioritize::model::train::{labelled, train_labelled};
+    use prioritize::strategy::config::EngineConfig;
+    use prioritize::strategy::judge::OutOfFoldJudge;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = book(dir.path(), "book", 3000, 11);
+    let data = DataSet::load(&data_dir).unwrap();
+    let rows = labelled(&data).unwrap();
+    let judge = OutOfFoldJudge::new(&data, &rows, &EngineConfig::default()).unwrap();
+    let params = quick().check().unwrap();
+    let mut trained = train_labelled(&rows, &data_dir, params, Some(&judge), &|_| {}).unwrap();
+    let meta = trained
+        .model
+        .meta
+        .response
+        .as_ref()
+        .expect("a response model");
+    let corrected: Vec<_> = meta
+        .candidates
+        .iter()
+        .filter(|c| c.label.contains("DR-learner correction"))
+        .collect();
+    assert_eq!(corrected.len(), 2, "{:#?}", meta.candidates);
+    for c in &corrected {
+        let value = c.decision.expect("judged by its plan");
+        assert!(value.se > 0.0 && value.value.is_finite(), "{c:?}");
+        assert!(c.log_loss > 0.0 && c.log_loss < 1.0, "{c:?}");
+    }
+    assert_eq!(meta.candidates.iter().filter(|c| c.chosen).count(), 1);
+
+    // A correction that raises P(paid | call) for high balances only.
+    let correction = Correction {
+        features: vec!["balance".into()],
+        center: vec![3000.0],
+        scale: vec![2000.0],
+        weights: (0..K)
+            .map(|s| {
+                if s == Strategy::Call as usize {
+                    vec![0.02, 0.03]
+                } else {
+                    vec![0.0, 0.0]
+                }
+            })
+            .collect(),
+        ridge: 0.0,
+    };
+    let features = build(
+        &data,
+        &spine_for_date(&data.accounts, "2026-09-30".parse().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let before = trained
+        .model
+        .response(&features, Strategy::Call)
+        .unwrap()
+        .unwrap();
+    trained.model.response.as_mut().unwrap().correction = Some(correction.clone());
+    trained.model.meta.response.as_mut().unwrap().correction = Some(correction);
+    let model_dir = dir.path().join("model");
+    folder::save(
+        &model_dir,
+        &trained.model,
+        &card::render(&trained.model.meta),
+    )
+    .unwrap();
+    let loaded = folder::load(&model_dir).unwrap();
+    for strategy in Strategy::ALL {
+        assert_eq!(
+            trained.model.response(&features, strategy).unwrap(),
+            loaded.response(&features, strategy).unwrap(),
+            "response to {strategy} changed on reload"
+        );
+    }
+    let after = loaded.response(&features, Strategy::Call).unwrap().unwrap();
+    let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+    assert!(
+        moved > before.len() / 2,
+        "the correction moved {moved} rows"
+    );
+}

@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::correction::Correction;
 use super::design::InputSpec;
 use super::learner::{booster_from_json, booster_json, BoostParams, Learner, Platt, Scorecard};
 use super::metrics::Metrics;
@@ -88,6 +89,9 @@ pub struct ClassifierMeta {
     pub scorecard: Option<Scorecard>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub trees_file: Option<String>,
+    /// The doubly robust correction added to its probabilities, if it was chosen with one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub correction: Option<Correction>,
     /// Why this learner was chosen.
     pub selection: String,
     pub candidates: Vec<Candidate>,
@@ -286,10 +290,20 @@ pub fn load(dir: &Path) -> Result<Model, ModelError> {
                 ))
             }
         };
+        if let Some(c) = &m.correction {
+            c.check().map_err(|e| folder_error(dir, e))?;
+            if !m.inputs.strategy || c.features.iter().any(|f| !m.inputs.numeric.contains(f)) {
+                return Err(folder_error(
+                    dir,
+                    "the correction reads inputs its model does not have".into(),
+                ));
+            }
+        }
         Ok(Classifier {
             inputs: m.inputs.clone(),
             learner,
             platt: m.platt,
+            correction: m.correction.clone(),
         })
     };
     let propensity = classifier(&meta.propensity)?;

@@ -4,6 +4,7 @@
 //! [`folder`], judged by [`metrics`], explained by [`reasons`].
 
 pub mod card;
+pub mod correction;
 pub mod design;
 pub mod folder;
 pub mod learner;
@@ -72,6 +73,9 @@ pub struct Classifier {
     pub inputs: InputSpec,
     pub learner: Learner,
     pub platt: Platt,
+    /// A doubly robust shift per strategy on top of the calibrated
+    /// probability (response models chosen with one; see [`correction`]).
+    pub correction: Option<correction::Correction>,
 }
 
 impl Classifier {
@@ -94,11 +98,37 @@ impl Classifier {
 
     /// Calibrated probabilities of already-built inputs.
     pub fn probabilities_of(&self, design: &design::Design) -> Vec<f64> {
-        self.learner
+        let mut p: Vec<f64> = self
+            .learner
             .raw(design)
             .into_iter()
             .map(|s| self.platt.probability(s))
-            .collect()
+            .collect();
+        if let Some(c) = &self.correction {
+            let columns = c
+                .columns(design)
+                .expect("the correction's inputs were checked on load");
+            let indicators: Vec<usize> = Strategy::ALL
+                .iter()
+                .map(|s| {
+                    let name = format!("strategy={s}");
+                    design.names.iter().position(|n| *n == name)
+                })
+                .collect::<Option<_>>()
+                .expect("a corrected model reads the strategy");
+            let mut values = vec![0.0; columns.len()];
+            for (i, p) in p.iter_mut().enumerate() {
+                let s = indicators
+                    .iter()
+                    .position(|&j| design.column(j)[i] > 0.5)
+                    .unwrap_or(0);
+                for (v, &j) in values.iter_mut().zip(&columns) {
+                    *v = design.column(j)[i];
+                }
+                *p = c.apply(*p, &values, s);
+            }
+        }
+        p
     }
 
     /// The top reasons of every row.
@@ -123,6 +153,18 @@ impl Classifier {
         for row in &mut all {
             for p in row.iter_mut() {
                 *p = self.platt.probability(*p);
+            }
+        }
+        if let Some(c) = &self.correction {
+            let columns = c.columns(design).ok()?;
+            let mut values = vec![0.0; columns.len()];
+            for (i, row) in all.iter_mut().enumerate() {
+                for (v, &j) in values.iter_mut().zip(&columns) {
+                    *v = design.column(j)[i];
+                }
+                for (s, p) in row.iter_mut().enumerate() {
+                    *p = c.apply(*p, &values, s);
+                }
             }
         }
         Some(all)

@@ -324,11 +324,29 @@ mod tests {
             slope: 0.9,
             offset: -0.1,
         };
-        for learner in [Learner::Scorecard(card), Learner::Boosted(Box::new(trees))] {
+        // A doubly robust shift that differs by strategy and account.
+        let shift = crate::model::correction::Correction {
+            features: vec![inputs.numeric[0].clone()],
+            center: vec![1000.0],
+            scale: vec![2000.0],
+            weights: (0..K)
+                .map(|s| vec![0.01 * s as f64 - 0.03, 0.02 - 0.005 * s as f64])
+                .collect(),
+            ridge: 0.0,
+        };
+        let json = crate::model::learner::booster_json(&trees).expect("saves");
+        let copy = crate::model::learner::booster_from_json(&json).expect("loads");
+        for (learner, correction) in [
+            (Learner::Scorecard(card.clone()), None),
+            (Learner::Scorecard(card), Some(shift.clone())),
+            (Learner::Boosted(Box::new(trees)), None),
+            (Learner::Boosted(Box::new(copy)), Some(shift)),
+        ] {
             let response = Classifier {
                 inputs: inputs.clone(),
                 learner,
                 platt,
+                correction,
             };
             let all = response
                 .probabilities_all_strategies(&design)

@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::correction::Correction;
 use super::design::{Design, InputSpec, StrategyInput};
 use super::folder::{
     data_hash, AmountCandidate, AmountMeta, Candidate, ClassifierMeta, DecisionValue, ModelMeta,
@@ -435,6 +436,7 @@ pub fn describe_trees(t: &BoostParams) -> String {
 }
 
 /// What one configuration learnt across the folds.
+#[derive(Clone)]
 struct OutOfFold {
     /// Raw scores (log-odds, or amounts) of every search row, in `search` order;
     /// for a strategy model, under every strategy.
@@ -624,8 +626,13 @@ struct Searched {
     inputs: Option<InputSpec>,
     oof: OutOfFold,
     platt: Platt,
+    /// Out-of-fold calibrated P(paid) under the logged strategy.
     calibrated: Vec<f64>,
     log_loss: f64,
+    /// A doubly robust correction of the pooled model: the one fitted on
+    /// every search row (to ship), and the cross-fitted probabilities under
+    /// every strategy it gives out of fold.
+    correction: Option<(Correction, Vec<[f64; K]>)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -701,6 +708,7 @@ fn search_classifier(
             platt,
             calibrated,
             log_loss,
+            correction: None,
         });
     }
     Ok(out)
@@ -711,6 +719,18 @@ fn candidate_meta(s: &Searched, paid: &[bool], strategies: &[&str], rows: usize)
     Candidate {
         kind: s.how,
         label: match (&s.trees, &s.inputs) {
+            (Some(trees), _) if s.correction.is_some() => {
+                let c = &s.correction.as_ref().expect("checked").0;
+                format!(
+                    "{} with a DR-learner correction per strategy ({})",
+                    describe_trees(trees),
+                    if c.features.is_empty() {
+                        "intercept only".to_string()
+                    } else {
+                        format!("{}, ridge {}", c.features.join(", "), c.ridge)
+                    }
+                )
+            }
             (Some(trees), _) => describe_trees(trees),
             (None, Some(inputs)) => format!(
                 "logistic scorecard with strategy × feature interactions ({})",
@@ -947,6 +967,7 @@ fn finish_classifier(
         inputs: inputs.clone(),
         learner,
         platt: chosen.platt,
+        correction: chosen.correction.as_ref().map(|(c, _)| c.clone()),
     };
     let held_out = (!folds.test.is_empty()).then(|| {
         let names: Vec<&str> = labelled.strategies.iter().map(|s| s.as_str()).collect();
@@ -965,6 +986,7 @@ fn finish_classifier(
             Learner::Boosted(_) => None,
         },
         trees_file: (chosen.how == LearnerKind::TreeEnsemble).then(|| format!("{what}.trees.json")),
+        correction: chosen.correction.as_ref().map(|(c, _)| c.clone()),
         selection,
         candidates,
         held_out,
@@ -1058,11 +1080,15 @@ fn fit_decision_models(
             platt,
             calibrated,
             log_loss,
+            correction: None,
         });
         Some(design)
     } else {
         None
     };
+    if let Some(corrected) = dr_candidates(&searched, &design, labelled, folds, progress) {
+        searched.extend(corrected);
+    }
     let strategy_names: Vec<&str> = labelled.strategies.iter().map(|s| s.as_str()).collect();
     let search_strategies = pick(&strategy_names, &folds.search);
     let mut candidates: Vec<Candidate> = searched
@@ -1072,12 +1098,14 @@ fn fit_decision_models(
     // Calibrated P(paid) under every strategy, for each candidate.
     let probabilities: Vec<Vec<[f64; K]>> = searched
         .iter()
-        .map(|s| {
-            s.oof
+        .map(|s| match &s.correction {
+            Some((_, corrected)) => corrected.clone(),
+            None => s
+                .oof
                 .raw
                 .iter()
                 .map(|row| std::array::from_fn(|k| s.platt.probability(row[k])))
-                .collect()
+                .collect(),
         })
         .collect();
     let with_propensity = folds
@@ -1186,6 +1214,98 @@ fn fit_decision_models(
         params,
     )?;
     Ok((response, meta, amount, amount_meta))
+}
+
+/// Doubly robust (DR-learner) corrections of the pooled trees with the
+/// lowest out-of-fold log loss (see [`Correction`]): one per strategy with
+/// an intercept only, and one that also reads [`INTERACTIONS`]. Each is
+/// cross-fitted on the same folds as the pooled model's out-of-fold
+/// probabilities, and fitted on every search row to ship. `None` without
+/// tree candidates or when a search row lacks its logged propensity.
+fn dr_candidates(
+    searched: &[Searched],
+    design: &Design,
+    labelled: &Labelled,
+    folds: &Folds,
+    progress: &dyn Fn(&str),
+) -> Option<Vec<Searched>> {
+    let base = searched
+        .iter()
+        .filter(|s| s.trees.is_some() && s.inputs.is_none() && s.correction.is_none())
+        .min_by(|a, b| a.log_loss.total_cmp(&b.log_loss))?;
+    let propensity: Vec<f64> = folds
+        .search
+        .iter()
+        .map(|&r| labelled.propensities[r])
+        .collect::<Option<_>>()?;
+    progress("cross-fitting DR-learner corrections of the pooled trees");
+    let q: Vec<[f64; K]> = base
+        .oof
+        .raw
+        .iter()
+        .map(|row| std::array::from_fn(|k| base.platt.probability(row[k])))
+        .collect();
+    let logged: Vec<usize> = pick(&labelled.strategies, &folds.search)
+        .into_iter()
+        .map(|s| s as usize)
+        .collect();
+    let paid = pick(&labelled.paid, &folds.search);
+    let fold: Vec<usize> = folds
+        .search
+        .iter()
+        .map(|&r| folds.fold[r].unwrap_or(0))
+        .collect();
+    let mut out = Vec::new();
+    for (features, ridge) in [(&[][..], 0.0), (INTERACTIONS, 0.25)] {
+        let names: Vec<String> = features.iter().map(|f| f.to_string()).collect();
+        let columns: Vec<usize> = names
+            .iter()
+            .map(|n| design.names.iter().position(|m| m == n))
+            .collect::<Option<_>>()?;
+        let z: Vec<Vec<f64>> = folds
+            .search
+            .iter()
+            .map(|&r| columns.iter().map(|&j| design.column(j)[r]).collect())
+            .collect();
+        let fit_on = |keep: &dyn Fn(usize) -> bool| {
+            let rows: Vec<usize> = (0..z.len()).filter(|&k| keep(k)).collect();
+            Correction::fit(
+                &names,
+                &rows.iter().map(|&k| z[k].clone()).collect::<Vec<_>>(),
+                &pick(&q, &rows),
+                &pick(&logged, &rows),
+                &pick(&paid, &rows),
+                &pick(&propensity, &rows),
+                ridge,
+            )
+        };
+        let mut corrected = q.clone();
+        for f in 0..folds.k {
+            let c = fit_on(&|k| fold[k] != f);
+            for k in (0..z.len()).filter(|&k| fold[k] == f) {
+                for (s, p) in corrected[k].iter_mut().enumerate() {
+                    *p = c.apply(q[k][s], &z[k], s);
+                }
+            }
+        }
+        let calibrated: Vec<f64> = corrected
+            .iter()
+            .zip(&logged)
+            .map(|(row, &s)| row[s])
+            .collect();
+        let log_loss = log_loss(&calibrated, &paid);
+        out.push(Searched {
+            how: base.how,
+            trees: base.trees,
+            inputs: None,
+            oof: base.oof.clone(),
+            platt: base.platt,
+            calibrated,
+            log_loss,
+            correction: Some((fit_on(&|_| true), corrected)),
+        });
+    }
+    Some(out)
 }
 
 /// Expected amount if paid: trees on the paying rows, the configuration
