@@ -231,8 +231,38 @@ pub enum Command {
         /// The day planned (default: today, UTC).
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// Days each plan's decisions are kept for `outcomes` (plan rows go after a day).
+        #[arg(long, default_value_t = crate::serve::DEFAULT_RETENTION_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        retention_days: u32,
         #[command(flatten)]
         engine: EngineArgs,
+    },
+    /// Write the contract's outcomes table from the store's served decisions
+    /// whose horizon has passed and the payments that followed them.
+    Outcomes {
+        /// The store the decisions are in: sqlite://PATH (default: prioritize.db
+        /// in the data folder) or postgres://…
+        #[arg(long)]
+        db: Option<String>,
+        /// The data folder whose payment history and actions tell what followed.
+        #[arg(long)]
+        data: PathBuf,
+        /// Days after the decision's day a payment counts.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_650))]
+        horizon_days: u32,
+        /// Only decisions of this day or later.
+        #[arg(long)]
+        since: Option<NaiveDate>,
+        /// The last day payments are known (default: the data folder's latest
+        /// cycle end or action, or an action recorded through the API).
+        #[arg(long)]
+        through: Option<NaiveDate>,
+        /// Folder to write outcomes.csv (or .parquet) into.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
+        format: TableFormat,
     },
     /// Make a random API key for a role: prints the key (give it to the caller)
     /// and the [[api_keys]] entry for the config file (which holds only its hash).

@@ -33,6 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             db,
             listen,
             as_of,
+            retention_days,
             engine,
         } => cmd::serve::run(cmd::serve::ServeArgs {
             data,
@@ -41,7 +42,25 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             db,
             listen,
             as_of,
+            retention_days,
             engine,
+        }),
+        Command::Outcomes {
+            db,
+            data,
+            horizon_days,
+            since,
+            through,
+            out,
+            format,
+        } => cmd::outcomes::run(cmd::outcomes::OutcomesArgs {
+            db,
+            data,
+            horizon_days,
+            since,
+            through,
+            out,
+            format,
         }),
         Command::Keygen { role } => cmd::serve::keygen(&role),
         Command::Simulate {

@@ -1298,6 +1298,242 @@ fn a_challenger_plans_a_share_and_can_be_activated(backend: Backend) {
     assert_eq!(planned(live[0]), fx.plan.len() as u64);
 }
 
+/// The payments of `data`'s history within the horizon of a decision on
+/// `day` (the days after it, up to and including `day + horizon`), by hand.
+fn paid_within(data: &Path, account: &str, day: &str, horizon: i64) -> rust_decimal::Decimal {
+    let start: chrono::NaiveDate = day.parse().expect("a day");
+    let end = start + chrono::Duration::days(horizon);
+    read_rows(&data.join("payment_history.csv"))
+        .iter()
+        .filter(|r| r["account_id"] == account)
+        .filter(|r| {
+            let cycle: chrono::NaiveDate = r["cycle_end"].parse().expect("a date");
+            cycle > start && cycle <= end
+        })
+        .map(|r| {
+            r["amount_paid"]
+                .parse::<rust_decimal::Decimal>()
+                .expect("money")
+        })
+        .sum()
+}
+
+/// Outcomes come from what was served: the decisions of two served days,
+/// each with the payments that followed within the horizon (the history of
+/// a later data folder, and a `paid` action posted through the API), checked
+/// row by row against a hand computation; decisions whose horizon has not
+/// passed are left out and counted. `GET /v1/outcomes` gives the same rows.
+fn outcomes_come_from_served_decisions(backend: Backend) {
+    let Some((dir, db)) = store_url(backend, "outcomes") else {
+        return;
+    };
+    let fx = fixture();
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let days = ["2026-09-16", DAY];
+    let plans: Vec<Vec<HashMap<String, String>>> = days
+        .iter()
+        .map(|day| {
+            let csv = dir.path().join(format!("plan-{day}.csv"));
+            run(&[
+                "plan",
+                "--data",
+                &s(&fx.data),
+                "--model",
+                &s(&fx.models.join("a")),
+                "--as-of",
+                day,
+                "--config",
+                &s(&fx.config),
+                "--out",
+                &s(&csv),
+            ]);
+            read_rows(&csv)
+        })
+        .collect();
+    drop(Server::start_with(&db, days[0], &fx.config));
+    let server = Server::start_with(&db, DAY, &fx.config);
+    let payer = plans[1][0]["account_id"].clone();
+    server.act(
+        &payer,
+        json!({"at": "2026-10-05T10:00:00+00:00", "channel": "call", "outcome": "paid", "agent_id": "a1"}),
+    );
+
+    // The lender's next delivery: the same book with later billing cycles.
+    let later = dir.path().join("later");
+    std::fs::create_dir_all(&later).expect("folder");
+    for entry in std::fs::read_dir(&fx.data).expect("data folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "csv") {
+            std::fs::copy(&path, later.join(path.file_name().expect("name"))).expect("copied");
+        }
+    }
+    let (in_window, outside) = (&plans[0][3]["account_id"], &plans[0][4]["account_id"]);
+    let history = later.join("payment_history.csv");
+    let header = std::fs::read_to_string(&history).expect("history");
+    let columns: Vec<&str> = header.lines().next().expect("header").split(',').collect();
+    let cycle = |account: &str, end: &str, paid: &str| -> String {
+        let cell = |c: &str| match c {
+            "account_id" => account.to_string(),
+            "cycle_end" => end.to_string(),
+            "amount_due" => "100.00".to_string(),
+            "amount_paid" => paid.to_string(),
+            "balance" => "900.00".to_string(),
+            "days_past_due" => "0".to_string(),
+            _ => String::new(),
+        };
+        columns
+            .iter()
+            .map(|c| cell(c))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n"
+    };
+    let mut text = header.clone();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text += &cycle(in_window, "2026-10-10", "75.25");
+    text += &cycle(outside, "2026-12-20", "50.00");
+    std::fs::write(&history, text).expect("history written");
+
+    let horizon = 30;
+    let expected =
+        |data: &Path| -> HashMap<(String, String), (String, bool, rust_decimal::Decimal, f64)> {
+            let mut out = HashMap::new();
+            for (day, plan) in days.iter().zip(&plans) {
+                for row in plan {
+                    let account = &row["account_id"];
+                    let amount = paid_within(data, account, day, horizon);
+                    let told = *account == payer; // 2026-10-05 is within both horizons
+                    out.insert(
+                        (account.clone(), day.to_string()),
+                        (
+                            row["strategy"].clone(),
+                            told || amount > rust_decimal::Decimal::ZERO,
+                            amount,
+                            row["propensity"].parse().expect("propensity"),
+                        ),
+                    );
+                }
+            }
+            out
+        };
+    let check =
+        |got: &[(String, String, String, bool, rust_decimal::Decimal, f64)],
+         want: &HashMap<(String, String), (String, bool, rust_decimal::Decimal, f64)>| {
+            assert_eq!(got.len(), want.len(), "one row per served decision");
+            for (account, day, strategy, paid, amount, propensity) in got {
+                let (s, p, a, e) = &want[&(account.clone(), day.clone())];
+                assert_eq!((strategy, paid, amount), (s, p, a), "{account} on {day}");
+                assert!(
+                    (propensity - e).abs() < 1e-9,
+                    "{account} on {day}: {propensity} vs {e}"
+                );
+            }
+        };
+
+    let out = dir.path().join("outcomes");
+    run(&[
+        "outcomes",
+        "--db",
+        &db,
+        "--data",
+        &s(&later),
+        "--horizon-days",
+        "30",
+        "--out",
+        &s(&out),
+    ]);
+    let rows: Vec<_> = read_rows(&out.join("outcomes.csv"))
+        .into_iter()
+        .map(|r| {
+            (
+                r["account_id"].clone(),
+                r["as_of"].clone(),
+                r["strategy"].clone(),
+                r["paid"] == "true",
+                r["paid_amount"].parse().expect("money"),
+                r["propensity"].parse().expect("propensity"),
+            )
+        })
+        .collect();
+    let want = expected(&later);
+    check(&rows, &want);
+    // The new cycles: one within the first day's horizon, one beyond every horizon.
+    assert!(
+        want[&(in_window.clone(), days[0].to_string())].2
+            >= "75.25".parse::<rust_decimal::Decimal>().unwrap()
+    );
+    assert_eq!(
+        want[&(outside.clone(), days[0].to_string())].2,
+        paid_within(&fx.data, outside, days[0], horizon)
+    );
+
+    // Known only through 2026-10-20: the second day's horizon has not passed.
+    let early = dir.path().join("early");
+    let output = Command::new(binary())
+        .args([
+            "outcomes",
+            "--db",
+            &db,
+            "--data",
+            &s(&later),
+            "--through",
+            "2026-10-20",
+            "--out",
+            &s(&early),
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains(&format!("{} decisions not yet matured", plans[1].len())),
+        "{said}"
+    );
+    let early_rows = read_rows(&early.join("outcomes.csv"));
+    assert_eq!(early_rows.len(), plans[0].len());
+    assert!(early_rows.iter().all(|r| r["as_of"] == days[0]));
+
+    // The exported table is a valid outcomes table of the contract.
+    std::fs::copy(out.join("outcomes.csv"), later.join("outcomes.csv")).expect("copied");
+    run(&["validate", "--data", &s(&later)]);
+
+    // The API serves the same rows, from the served data folder.
+    assert_eq!(server.get("/v1/outcomes", "collector").status(), 403);
+    assert_problem(
+        server.get("/v1/outcomes?horizon_days=0", "analyst"),
+        422,
+        "horizon_days",
+    );
+    let body = server.json("/v1/outcomes?horizon_days=30&through=2026-12-31", "analyst");
+    assert_eq!(body["pending"], 0);
+    let rows: Vec<_> = body["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|r| {
+            (
+                r["account_id"].as_str().expect("id").to_string(),
+                r["as_of"].as_str().expect("day").to_string(),
+                r["strategy"].as_str().expect("strategy").to_string(),
+                r["paid"].as_bool().expect("paid"),
+                r["paid_amount"]
+                    .as_str()
+                    .expect("money")
+                    .parse()
+                    .expect("money"),
+                r["propensity"].as_f64().expect("propensity"),
+            )
+        })
+        .collect();
+    check(&rows, &expected(&fx.data));
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1321,4 +1557,5 @@ on_both_stores!(
     bad_input_is_a_problem,
     segments_models_openapi_metrics,
     segments_show_the_change_since_the_previous_plan,
+    outcomes_come_from_served_decisions,
 );

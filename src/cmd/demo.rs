@@ -203,6 +203,7 @@ fn serve(
         listen,
         config,
         as_of: Some(as_of),
+        retention_days: crate::serve::DEFAULT_RETENTION_DAYS,
     };
     super::serve::serve_blocking(options, |address| {
         let base = format!("http://{address}");

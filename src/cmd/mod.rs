@@ -5,6 +5,7 @@ pub mod evaluate;
 pub mod evaluate_policy;
 pub mod features;
 pub mod import_uci;
+pub mod outcomes;
 pub mod plan;
 pub mod score;
 pub mod serve;

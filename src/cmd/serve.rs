@@ -18,6 +18,7 @@ pub struct ServeArgs {
     pub db: Option<String>,
     pub listen: SocketAddr,
     pub as_of: Option<NaiveDate>,
+    pub retention_days: u32,
     pub engine: EngineArgs,
 }
 
@@ -37,6 +38,7 @@ pub fn run(args: ServeArgs) -> Result<String> {
         listen: args.listen,
         config,
         as_of: args.as_of,
+        retention_days: args.retention_days,
     };
     serve_blocking(options, |address| {
         println!("serving on http://{address} (API docs: http://{address}/docs); Ctrl-C stops");

@@ -192,6 +192,9 @@ pub const OUTCOMES: TableSpec = TableSpec {
         // Not in the contract's table: the probability with which `strategy`
         // was chosen (the plan's `propensity`), which off-policy evaluation needs.
         col("propensity", Probability, false, false),
+        // Not in the contract's table either: the model that made the decision
+        // (`prioritize outcomes` writes it).
+        col("model_version", Text, false, false),
     ],
     key: &["account_id", "as_of"],
     required: false,

@@ -773,6 +773,135 @@ pub async fn models(
     }))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct OutcomesQuery {
+    /// Only decisions of this day or later (YYYY-MM-DD).
+    pub since: Option<NaiveDate>,
+    /// Days after the decision's day a payment counts, 1–3650 (default 30).
+    pub horizon_days: Option<i64>,
+    /// The last day payments are known (default: the data folder's latest
+    /// cycle end or action, or an action recorded through the API).
+    pub through: Option<NaiveDate>,
+}
+
+/// One served decision and what followed (the contract's `outcomes` row).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OutcomeRow {
+    pub account_id: String,
+    #[schema(value_type = String, format = Date)]
+    pub as_of: NaiveDate,
+    pub strategy: String,
+    pub paid: bool,
+    /// Collected within the horizon, a decimal string.
+    pub paid_amount: String,
+    pub propensity: Option<f64>,
+    pub model_version: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Outcomes {
+    pub horizon_days: i64,
+    #[schema(value_type = String, format = Date)]
+    pub through: NaiveDate,
+    /// Decisions whose horizon has not passed (left out).
+    pub pending: usize,
+    pub outcomes: Vec<OutcomeRow>,
+}
+
+/// The outcomes of every served decision whose horizon has passed, built
+/// as `prioritize outcomes` builds them, from the store's decisions and the
+/// data folder's payment history and actions (and `paid` actions recorded here).
+#[utoipa::path(get, path = "/v1/outcomes", tag = "models",
+    params(OutcomesQuery),
+    responses((status = 200, body = Outcomes), (status = 422, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn outcomes(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<OutcomesQuery>,
+) -> Result<Json<Outcomes>, Problem> {
+    app.authorize(&headers, Role::Analyst)?;
+    let horizon = query.horizon_days.unwrap_or(30);
+    if !(1..=3650).contains(&horizon) {
+        return Err(Problem::field(
+            "horizon_days",
+            format!("{horizon} is not within 1–3650"),
+        ));
+    }
+    let paid = app.store.paid_actions().await?;
+    let data_dir = app.options.data.clone();
+    let data = tokio::task::spawn_blocking(move || crate::contract::DataSet::load(&data_dir))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
+    let api_latest = paid
+        .iter()
+        .map(|(_, at)| at)
+        .max()
+        .and_then(|&at| chrono::DateTime::from_timestamp_micros(at))
+        .map(|t| t.date_naive());
+    let through = match query.through {
+        Some(day) => day,
+        None => super::outcomes::known_through(&data, api_latest)
+            .map_err(Problem::internal)?
+            .unwrap_or_else(|| Utc::now().date_naive()),
+    };
+    let decisions = app.store.decisions(query.since, through).await?;
+    let built = tokio::task::spawn_blocking(move || {
+        super::outcomes::build(&decisions, &data, &paid, horizon, through)
+    })
+    .await
+    .map_err(Problem::internal)?
+    .map_err(Problem::internal)?;
+    let f = &built.frame;
+    let column = |name: &str| f.column(name).map_err(Problem::internal);
+    let ids = column("account_id")?
+        .str()
+        .map_err(Problem::internal)?
+        .clone();
+    let days = column("as_of")?
+        .date()
+        .map_err(Problem::internal)?
+        .physical()
+        .clone();
+    let strategies = column("strategy")?
+        .str()
+        .map_err(Problem::internal)?
+        .clone();
+    let paid_col = column("paid")?.bool().map_err(Problem::internal)?.clone();
+    let amounts = column("paid_amount")?
+        .decimal()
+        .map_err(Problem::internal)?
+        .physical()
+        .clone();
+    let propensities = column("propensity")?
+        .f64()
+        .map_err(Problem::internal)?
+        .clone();
+    let versions = column("model_version")?
+        .str()
+        .map_err(Problem::internal)?
+        .clone();
+    let rows = (0..f.height())
+        .map(|i| OutcomeRow {
+            account_id: ids.get(i).unwrap_or_default().to_string(),
+            as_of: crate::contract::parse::days_to_date(days.get(i).unwrap_or_default()),
+            strategy: strategies.get(i).unwrap_or("none").to_string(),
+            paid: paid_col.get(i).unwrap_or(false),
+            paid_amount: money_to_decimal(amounts.get(i).unwrap_or(0)).to_string(),
+            propensity: propensities.get(i),
+            model_version: versions.get(i).map(str::to_string),
+        })
+        .collect();
+    Ok(Json(Outcomes {
+        horizon_days: horizon,
+        through,
+        pending: built.pending,
+        outcomes: rows,
+    }))
+}
+
 /// Switches the live model: a new plan is built with it in the background
 /// and replaces the served one atomically; reads go on meanwhile.
 #[utoipa::path(post, path = "/v1/models/{version}/activate", tag = "models",
@@ -909,13 +1038,13 @@ impl utoipa::Modify for Security {
 #[openapi(
     info(title = "prioritize", description = "Ranked collection worklists, leases, actions, segments and models."),
     paths(healthz, readyz, metrics, worklist, lease, record_action, account, super::segments::segments, models,
-        activate_model, start_run, get_run),
+        activate_model, outcomes, start_run, get_run),
     modifiers(&Security),
     tags(
         (name = "worklists", description = "collector: queues and leases"),
         (name = "accounts", description = "collector: one account, and what happened"),
         (name = "managers", description = "manager: segments"),
-        (name = "models", description = "analyst: model versions and the switch"),
+        (name = "models", description = "analyst: model versions, the switch, and the outcomes of served decisions"),
         (name = "runs", description = "analyst: rebuilding the plan"),
         (name = "operations", description = "no key: health, readiness, metrics"),
     )

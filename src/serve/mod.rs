@@ -7,6 +7,7 @@
 //! is served by all.
 
 pub mod api;
+pub mod outcomes;
 pub mod planning;
 pub mod problem;
 pub mod queues;
@@ -189,6 +190,8 @@ pub struct ServeOptions {
     pub config: EngineConfig,
     /// The planning day; default: today (UTC).
     pub as_of: Option<NaiveDate>,
+    /// Days the decisions of a plan are kept for outcomes (see `store::decisions`).
+    pub retention_days: u32,
 }
 
 /// The server's shared state.
@@ -542,6 +545,14 @@ impl App {
         if let Err(e) = self.store.prune_plans().await {
             tracing::warn!(error = %e, "pruning old plans");
         }
+        let keep_from = built.day - chrono::Duration::days(i64::from(self.options.retention_days));
+        match self.store.prune_decisions(keep_from).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(plans = n, before = %keep_from, "decisions past retention pruned")
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning old decisions"),
+        }
         Ok(plan_id)
     }
 
@@ -641,6 +652,9 @@ async fn method_not_allowed() -> Problem {
 }
 
 /// Request bodies above this are refused (413).
+/// Days a plan's decisions are kept by default.
+pub const DEFAULT_RETENTION_DAYS: u32 = 400;
+
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The routes and their layers.
@@ -663,6 +677,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/segments", get(segments::segments))
         .route("/v1/models", get(api::models))
         .route("/v1/models/{version}/activate", post(api::activate_model))
+        .route("/v1/outcomes", get(api::outcomes))
         .route("/v1/runs", post(api::start_run))
         .route("/v1/runs/{run_id}", get(api::get_run))
         .fallback(not_found)

@@ -19,6 +19,7 @@
 //! FULL`), so it is correct for one process; reads use a pool of their own.
 //! Every write is committed (durable) before the call returns.
 
+pub mod decisions;
 mod live;
 mod postgres;
 mod sql;
@@ -300,8 +301,21 @@ pub trait Store: Send + Sync {
     /// Makes a stored plan the active one, atomically: active leases carry
     /// over, and actions recorded since the plan's day began apply to it.
     async fn activate_plan(&self, plan_id: i64, rules: &LiveRules) -> Result<(), StoreError>;
-    /// Deletes the rows of plans older than the active one's predecessor.
+    /// Deletes the rows of plans older than the active one's predecessor
+    /// (their decisions stay, see [`decisions`]).
     async fn prune_plans(&self) -> Result<u64, StoreError>;
+    /// The decisions of every stored plan whose day is within `since..=until`,
+    /// in the order the plans were stored.
+    async fn decisions(
+        &self,
+        since: Option<NaiveDate>,
+        until: NaiveDate,
+    ) -> Result<Vec<decisions::Decisions>, StoreError>;
+    /// Every `paid` action recorded through the API: account and instant
+    /// (microseconds since the epoch).
+    async fn paid_actions(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Deletes the decisions of plans for days before `before`.
+    async fn prune_decisions(&self, before: NaiveDate) -> Result<u64, StoreError>;
     /// A page of a strategy's queue after `cursor`, leaving out accounts
     /// blocked since the plan and accounts leased to someone other than `agent`.
     async fn worklist(

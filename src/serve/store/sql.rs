@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{NaiveDate, Utc};
 use sqlx::{AnyConnection, AnyPool, Row};
 
+use super::decisions::{self, Decisions};
 use super::live::{account_keys, apply_live, record_once};
 use super::{
     AccountRow, Backend, Change, Item, Leased, LiveRules, NewAction, PlanMeta, PlanRow, QueueRow,
@@ -32,14 +33,25 @@ pub trait SqlBackend: Send + Sync {
 
 impl Backend {
     fn ddl(self, template: &str) -> String {
-        let (id, int, real) = match self {
-            Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL"),
-            Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION"),
+        let (id, int, real, blob) = match self {
+            Backend::Sqlite => (
+                "INTEGER PRIMARY KEY AUTOINCREMENT",
+                "INTEGER",
+                "REAL",
+                "BLOB",
+            ),
+            Backend::Postgres => (
+                "BIGSERIAL PRIMARY KEY",
+                "BIGINT",
+                "DOUBLE PRECISION",
+                "BYTEA",
+            ),
         };
         template
             .replace("{id}", id)
             .replace("{int}", int)
             .replace("{real}", real)
+            .replace("{blob}", blob)
     }
 
     /// The `n`th parameter of a statement. SQLite reads `$n` as a name and
@@ -129,6 +141,15 @@ const SCHEMA: &[&str] = &[
     "CREATE UNIQUE INDEX IF NOT EXISTS actions_idempotency ON actions (account_id, idempotency_key)",
     "CREATE INDEX IF NOT EXISTS actions_account ON actions (account_id, id)",
     "CREATE INDEX IF NOT EXISTS actions_at ON actions (at)",
+    // Kept when plan rows are pruned: what outcomes are built from.
+    "CREATE TABLE IF NOT EXISTS decisions (
+        plan_id {int} PRIMARY KEY,
+        day TEXT NOT NULL,
+        created_at {int} NOT NULL,
+        accounts {int} NOT NULL,
+        activated {int} NOT NULL,
+        data {blob} NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS decisions_day ON decisions (day)",
 ];
 
 const ROW_COLUMNS: &str = "plan_id, account_id, person, timezone, currency, strategy, queue_rank, \
@@ -323,6 +344,17 @@ impl<T: SqlBackend> Store for T {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
+        sqlx::query(
+            "INSERT INTO decisions (plan_id, day, created_at, accounts, activated, data) \
+             VALUES ($1, $2, $3, $4, 0, $5)",
+        )
+        .bind(plan_id)
+        .bind(meta.day.to_string())
+        .bind(meta.created_at)
+        .bind(rows.len() as i64)
+        .bind(decisions::encode(rows)?)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         // Rows go in chunks, each its own transaction, so that actions and
         // leases on the active plan interleave (SQLite has one writer).
@@ -454,6 +486,10 @@ impl<T: SqlBackend> Store for T {
         .bind(plan_id)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE decisions SET activated = 1 WHERE plan_id = $1")
+            .bind(plan_id)
+            .execute(&mut *tx)
+            .await?;
         self.announce(&mut tx, Change::Activated { plan: plan_id })
             .await?;
         tx.commit().await?;
@@ -486,6 +522,52 @@ impl<T: SqlBackend> Store for T {
             .rows_affected();
         }
         Ok(removed)
+    }
+
+    async fn decisions(
+        &self,
+        since: Option<NaiveDate>,
+        until: NaiveDate,
+    ) -> Result<Vec<Decisions>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT plan_id, day, activated, data FROM decisions \
+             WHERE day >= $1 AND day <= $2 ORDER BY plan_id",
+        )
+        .bind(since.map_or_else(|| "0000-01-01".to_string(), |d| d.to_string()))
+        .bind(until.to_string())
+        .fetch_all(self.read())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let day: String = row.try_get("day")?;
+                let blob: Vec<u8> = row.try_get("data")?;
+                Ok(Decisions {
+                    plan_id: row.try_get("plan_id")?,
+                    day: day
+                        .parse()
+                        .map_err(|_| StoreError::Invalid(format!("stored decision day {day:?}")))?,
+                    activated: row.try_get::<i64, _>("activated")? != 0,
+                    frame: decisions::decode(&blob)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn paid_actions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query("SELECT account_id, at FROM actions WHERE outcome = 'paid' ORDER BY id")
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn prune_decisions(&self, before: NaiveDate) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM decisions WHERE day < $1")
+            .bind(before.to_string())
+            .execute(self.write())
+            .await?
+            .rows_affected())
     }
 
     async fn worklist(

@@ -1,0 +1,87 @@
+//! `prioritize outcomes`: the contract's outcomes table from the store's
+//! served decisions and what followed them (see `serve::outcomes`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+
+use crate::cli::TableFormat;
+use crate::contract::{DataSet, Format};
+use crate::output::write_frame;
+use crate::serve::{outcomes, store};
+
+/// What `outcomes` was asked for.
+pub struct OutcomesArgs {
+    pub db: Option<String>,
+    pub data: PathBuf,
+    pub horizon_days: u32,
+    pub since: Option<NaiveDate>,
+    pub through: Option<NaiveDate>,
+    pub out: PathBuf,
+    pub format: TableFormat,
+}
+
+/// Writes `out/outcomes.csv` (or `.parquet`); returns a summary.
+pub fn run(args: OutcomesArgs) -> Result<String> {
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| super::serve::default_db(&args.data));
+    if let Some(path) = db.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).exists() {
+            bail!("--db {db}: no store there (serve creates it)");
+        }
+    }
+    let bar = super::spinner(&format!("loading {}", args.data.display()));
+    let data = DataSet::load(&args.data)?;
+    bar.set_message(format!("reading the decisions in {}", store::redact(&db)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let horizon = i64::from(args.horizon_days);
+    let (decisions, paid, through) = runtime.block_on(async {
+        let store = store::open(&db)
+            .await
+            .with_context(|| format!("opening the store {}", store::redact(&db)))?;
+        let paid = store.paid_actions().await?;
+        let api_latest = paid
+            .iter()
+            .map(|(_, at)| at)
+            .max()
+            .and_then(|&at| chrono::DateTime::from_timestamp_micros(at))
+            .map(|t| t.date_naive());
+        let through = match args.through {
+            Some(day) => day,
+            None => outcomes::known_through(&data, api_latest)?
+                .context("the data folder has no payment history or actions to tell outcomes by")?,
+        };
+        // Decisions of later days are read too, to count what has not matured.
+        let decisions = store.decisions(args.since, through).await?;
+        store.close().await;
+        anyhow::Ok((decisions, paid, through))
+    })?;
+    bar.set_message("matching payments to decisions");
+    let built = outcomes::build(&decisions, &data, &paid, horizon, through)?;
+    let format = match args.format {
+        TableFormat::Parquet => Format::Parquet,
+        _ => Format::Csv,
+    };
+    let path = args.out.join(format!("outcomes.{}", format.extension()));
+    let mut frame = built.frame;
+    write_frame(&mut frame, &path, format)?;
+    bar.finish_and_clear();
+    let rows = frame.height();
+    let paid_rows = frame.column("paid")?.bool()?.sum().unwrap_or(0);
+    Ok(format!(
+        "{rows} outcomes from the decisions of {} days ({} to {}; {paid_rows} paid) → {}\n\
+         {} decisions not yet matured (horizon {horizon} days, payments known through {through}) left out",
+        built.days.len(),
+        built.days.first().map_or("-".into(), |d| d.to_string()),
+        built.days.last().map_or("-".into(), |d| d.to_string()),
+        path.display(),
+        built.pending,
+    ))
+}
