@@ -27,7 +27,15 @@ pub fn run(
     let config = super::plan::engine_config(engine)?;
     let bar = super::spinner(&format!("loading {}", data.display()));
     let data_set = DataSet::load(data)?;
-    let progress = |stage: &str| bar.set_message(stage.to_string());
+    let started_stage = Instant::now();
+    let progress = |stage: &str| {
+        tracing::info!(
+            seconds = started_stage.elapsed().as_secs_f64(),
+            stage,
+            "training"
+        );
+        bar.set_message(stage.to_string());
+    };
     progress("computing features of every outcomes row");
     let labelled = labelled(&data_set)?;
     progress("applying the compliance rules to the logged decisions");

@@ -466,7 +466,7 @@ fn cross_fit(
     target: &[f64],
     classify: bool,
     folds: &Folds,
-    fit_filter: &dyn Fn(usize) -> bool,
+    fit_filter: &(dyn Fn(usize) -> bool + Sync),
     all_strategies: bool,
     params: &Checked,
 ) -> Result<OutOfFold, ModelError> {
@@ -481,24 +481,22 @@ fn cross_fit(
     let mut raw = vec![[0.0; K]; n];
     let mut logged = vec![0.0; n];
     let mut rounds = Vec::new();
-    for f in 0..folds.k {
+    let fit_fold = |f: usize| -> Result<Option<(Learner, Vec<usize>)>, ModelError> {
         let (fit_rows, held) = folds.split(f);
         let fit_rows: Vec<usize> = fit_rows.into_iter().filter(|&r| fit_filter(r)).collect();
         if held.is_empty() || fit_rows.is_empty() {
-            continue;
+            return Ok(None);
         }
         let learner = match how {
             Fit::Trees(trees) => {
                 let (fit, stop) = less_every_tenth(&fit_rows);
-                let booster = boost(
+                Learner::Boosted(Box::new(boost(
                     &design.take(&fit),
                     &pick(target, &fit),
                     Some((&design.take(&stop), &pick(target, &stop))),
                     classify,
                     trees,
-                )?;
-                rounds.push(booster.prediction_iteration.unwrap_or(booster.trees.len()));
-                Learner::Boosted(Box::new(booster))
+                )?))
             }
             Fit::Scorecard => {
                 let rows = sample(&fit_rows, params.scorecard_rows, params.seed + f as u64);
@@ -511,6 +509,24 @@ fn cross_fit(
                 )?)
             }
         };
+        Ok(Some((learner, held)))
+    };
+    // The scorecard's solver runs on one core: its folds are fitted side by
+    // side. The trees' fitting is parallel already, so their folds go in turn.
+    let fitted: Vec<Option<(Learner, Vec<usize>)>> = match how {
+        Fit::Scorecard => {
+            use rayon::prelude::*;
+            (0..folds.k)
+                .into_par_iter()
+                .map(fit_fold)
+                .collect::<Result<_, _>>()?
+        }
+        Fit::Trees(_) => (0..folds.k).map(fit_fold).collect::<Result<_, _>>()?,
+    };
+    for (learner, held) in fitted.into_iter().flatten() {
+        if let Learner::Boosted(booster) = &learner {
+            rounds.push(booster.prediction_iteration.unwrap_or(booster.trees.len()));
+        }
         let mut held_design = design.take(&held);
         for (row, score) in held.iter().zip(learner.raw(&held_design)) {
             logged[position[row]] = score;
