@@ -158,6 +158,11 @@ impl Server {
 
     /// Serves the fixture's book as of `day` with the config at `config`.
     fn start_with(db: &str, day: &str, config: &Path) -> Server {
+        Server::start_on(db, day, config, &fixture().data)
+    }
+
+    /// Serves the data folder `data` with the fixture's model.
+    fn start_on(db: &str, day: &str, config: &Path, data: &Path) -> Server {
         let fx = fixture();
         let mut child = Command::new(binary())
             .args([
@@ -170,7 +175,7 @@ impl Server {
                 db,
                 "--data",
             ])
-            .arg(&fx.data)
+            .arg(data)
             .arg("--model")
             .arg(fx.models.join("a"))
             .arg("--config")
@@ -1534,6 +1539,139 @@ fn outcomes_come_from_served_decisions(backend: Backend) {
     check(&rows, &expected(&fx.data));
 }
 
+/// A copy of the fixture's data folder (its tables only) in `dir`.
+fn copy_of_data(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("folder");
+    for entry in std::fs::read_dir(&fixture().data).expect("data folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "csv") {
+            std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copied");
+        }
+    }
+    dir.to_path_buf()
+}
+
+/// One history: actions recorded through the API count in the next plan's
+/// features and rules exactly as if the lender had delivered them in the
+/// data folder's `actions`, and one the lender also delivers counts once.
+fn api_actions_count_in_the_next_plan(backend: Backend) {
+    let Some((dir, db)) = store_url(backend, "history") else {
+        return;
+    };
+    let fx = fixture();
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let data = copy_of_data(&dir.path().join("data"));
+    let promised = planned("call")[0]["account_id"].clone();
+    let refused = planned("call")[1]["account_id"].clone();
+    // The lender's folder already holds the refusal the API will also record.
+    let refusal = ("2026-09-27T12:00:00+00:00", "call", "refused");
+    let promise = ("2026-09-28T15:00:00+00:00", "call", "promise_to_pay");
+    let actions = data.join("actions.csv");
+    let text = std::fs::read_to_string(&actions).expect("actions");
+    let columns: Vec<String> = text
+        .lines()
+        .next()
+        .expect("header")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let row = |account: &str, (at, channel, outcome): (&str, &str, &str)| -> String {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match c.as_str() {
+                "account_id" => account.to_string(),
+                "at" => at.to_string(),
+                "channel" => channel.to_string(),
+                "outcome" => outcome.to_string(),
+                "promised_amount" if outcome == "promise_to_pay" => "50.00".to_string(),
+                "promised_on" if outcome == "promise_to_pay" => "2026-10-05".to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        cells.join(",") + "\n"
+    };
+    let mut folder = text.clone();
+    if !folder.ends_with('\n') {
+        folder.push('\n');
+    }
+    std::fs::write(&actions, folder.clone() + &row(&refused, refusal)).expect("written");
+
+    // Recorded through the API while an earlier day is served.
+    {
+        let server = Server::start_on(&db, "2026-09-16", &fx.config, &data);
+        let body = |(at, channel, outcome): (&str, &str, &str)| {
+            let mut b = json!({"at": at, "channel": channel, "outcome": outcome, "agent_id": "a1"});
+            if outcome == "promise_to_pay" {
+                b["promised_amount"] = json!("50.00");
+                b["promised_on"] = json!("2026-10-05");
+            }
+            b
+        };
+        server.act(&promised, body(promise));
+        server.act(&refused, body(refusal));
+    }
+    let server = Server::start_on(&db, DAY, &fx.config, &data);
+
+    // What `plan` makes of a folder holding both actions once.
+    let expected_data = copy_of_data(&dir.path().join("expected"));
+    std::fs::write(
+        expected_data.join("actions.csv"),
+        folder + &row(&refused, refusal) + &row(&promised, promise),
+    )
+    .expect("written");
+    let csv = dir.path().join("expected-plan.csv");
+    run(&[
+        "plan",
+        "--data",
+        &s(&expected_data),
+        "--model",
+        &s(&fx.models.join("a")),
+        "--as-of",
+        DAY,
+        "--config",
+        &s(&fx.config),
+        "--out",
+        &s(&csv),
+    ]);
+    let expected = read_rows(&csv);
+    for account in [&promised, &refused] {
+        let want = expected
+            .iter()
+            .find(|r| r["account_id"] == *account)
+            .expect("planned");
+        let got = server.json(&format!("/v1/accounts/{account}"), "collector");
+        assert_eq!(got["strategy"], want["strategy"].as_str(), "{account}");
+        assert_eq!(got["blocked_by"], want["blocked_by"].as_str(), "{account}");
+        let p: f64 = want["p_pay"].parse().expect("p_pay");
+        assert!(
+            (got["p_pay"].as_f64().expect("p_pay") - p).abs() < 1e-4,
+            "{account}: {got} vs {want:?}"
+        );
+        // Each action shows once in the account's history.
+        let shown = got["recent_actions"]
+            .as_array()
+            .expect("recent")
+            .iter()
+            .filter(|a| {
+                a["at"].as_str().is_some_and(|t| t.starts_with("2026-09-2"))
+                    && a["channel"] == "call"
+                    && (a["outcome"] == "refused" || a["outcome"] == "promise_to_pay")
+            })
+            .count();
+        assert_eq!(shown, 1, "{account}: {got}");
+    }
+    // The promise made the plan itself hold the account, not only a live block.
+    let held = server.json(&format!("/v1/accounts/{promised}"), "collector");
+    assert_eq!(held["strategy"], "none", "{held}");
+    assert!(
+        held["blocked_by"]
+            .as_str()
+            .expect("blocked_by")
+            .contains("promise_pending"),
+        "{held}"
+    );
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1558,4 +1696,5 @@ on_both_stores!(
     segments_models_openapi_metrics,
     segments_show_the_change_since_the_previous_plan,
     outcomes_come_from_served_decisions,
+    api_actions_count_in_the_next_plan,
 );

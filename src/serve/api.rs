@@ -676,7 +676,23 @@ pub async fn account(
         })
         .collect();
     let history: Vec<ActionRow> = serde_json::from_str(&row.history).map_err(Problem::internal)?;
-    recent.extend(history);
+    // The plan's history holds the API's actions too (one history): each shows once.
+    let recorded: std::collections::HashSet<(i64, &str, &str)> = row
+        .recent
+        .iter()
+        .map(|a| {
+            (
+                a.action.at,
+                a.action.channel.as_str(),
+                a.action.outcome.as_str(),
+            )
+        })
+        .collect();
+    recent.extend(history.into_iter().filter(|h| {
+        DateTime::parse_from_rfc3339(&h.at).map_or(true, |t| {
+            !recorded.contains(&(t.timestamp_micros(), h.channel.as_str(), h.outcome.as_str()))
+        })
+    }));
     let item = WorkItem::from(&row.item);
     let now = now_micros();
     let leased = row.lease_expires.is_some_and(|e| e > now);

@@ -7,6 +7,7 @@
 //! is served by all.
 
 pub mod api;
+pub mod history;
 pub mod outcomes;
 pub mod planning;
 pub mod problem;
@@ -507,8 +508,18 @@ impl App {
             .as_of
             .unwrap_or_else(|| Utc::now().date_naive());
         let started = std::time::Instant::now();
+        // Actions recorded through the API count as the folder's own.
+        let recorded = self.store.all_actions().await?;
         let (built, data_hash) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let data_set = DataSet::load(&data)?;
+            let mut data_set = DataSet::load(&data)?;
+            let (actions, added) = history::merge(&data_set.actions, &recorded)?;
+            data_set.actions = actions;
+            if added > 0 {
+                tracing::info!(
+                    added,
+                    "actions recorded through the API join the data folder's"
+                );
+            }
             let model: Model = folder::load(&model_dir)?;
             let challenger = challenger_of(&config, &model)?;
             let arms = Arms {

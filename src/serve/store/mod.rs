@@ -311,6 +311,8 @@ pub trait Store: Send + Sync {
         since: Option<NaiveDate>,
         until: NaiveDate,
     ) -> Result<Vec<decisions::Decisions>, StoreError>;
+    /// Every action recorded through the API, in the order recorded.
+    async fn all_actions(&self) -> Result<Vec<StoredAction>, StoreError>;
     /// Every `paid` action recorded through the API: account and instant
     /// (microseconds since the epoch).
     async fn paid_actions(&self) -> Result<Vec<(String, i64)>, StoreError>;

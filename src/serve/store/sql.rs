@@ -553,6 +553,15 @@ impl<T: SqlBackend> Store for T {
             .collect()
     }
 
+    async fn all_actions(&self) -> Result<Vec<StoredAction>, StoreError> {
+        sqlx::query(&format!("SELECT {ACTION_COLUMNS} FROM actions ORDER BY id"))
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(stored_action)
+            .collect()
+    }
+
     async fn paid_actions(&self) -> Result<Vec<(String, i64)>, StoreError> {
         sqlx::query("SELECT account_id, at FROM actions WHERE outcome = 'paid' ORDER BY id")
             .fetch_all(self.read())
