@@ -1364,14 +1364,7 @@ fn outcomes_come_from_served_decisions(backend: Backend) {
     );
 
     // The lender's next delivery: the same book with later billing cycles.
-    let later = dir.path().join("later");
-    std::fs::create_dir_all(&later).expect("folder");
-    for entry in std::fs::read_dir(&fx.data).expect("data folder") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "csv") {
-            std::fs::copy(&path, later.join(path.file_name().expect("name"))).expect("copied");
-        }
-    }
+    let later = copy_of_data(&dir.path().join("later"));
     let (in_window, outside) = (&plans[0][3]["account_id"], &plans[0][4]["account_id"]);
     let history = later.join("payment_history.csv");
     let header = std::fs::read_to_string(&history).expect("history");

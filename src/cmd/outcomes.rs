@@ -47,17 +47,8 @@ pub fn run(args: OutcomesArgs) -> Result<String> {
             .await
             .with_context(|| format!("opening the store {}", store::redact(&db)))?;
         let paid = store.paid_actions().await?;
-        let api_latest = paid
-            .iter()
-            .map(|(_, at)| at)
-            .max()
-            .and_then(|&at| chrono::DateTime::from_timestamp_micros(at))
-            .map(|t| t.date_naive());
-        let through = match args.through {
-            Some(day) => day,
-            None => outcomes::known_through(&data, api_latest)?
-                .context("the data folder has no payment history or actions to tell outcomes by")?,
-        };
+        let through = outcomes::through(&data, &paid, args.through)?
+            .context("the data folder has no payment history or actions to tell outcomes by")?;
         // Decisions of later days are read too, to count what has not matured.
         let decisions = store.decisions(args.since, through).await?;
         store.close().await;

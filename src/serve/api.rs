@@ -851,18 +851,9 @@ pub async fn outcomes(
         .await
         .map_err(Problem::internal)?
         .map_err(Problem::internal)?;
-    let api_latest = paid
-        .iter()
-        .map(|(_, at)| at)
-        .max()
-        .and_then(|&at| chrono::DateTime::from_timestamp_micros(at))
-        .map(|t| t.date_naive());
-    let through = match query.through {
-        Some(day) => day,
-        None => super::outcomes::known_through(&data, api_latest)
-            .map_err(Problem::internal)?
-            .unwrap_or_else(|| Utc::now().date_naive()),
-    };
+    let through = super::outcomes::through(&data, &paid, query.through)
+        .map_err(Problem::internal)?
+        .unwrap_or_else(|| Utc::now().date_naive());
     let decisions = app.store.decisions(query.since, through).await?;
     let built = tokio::task::spawn_blocking(move || {
         super::outcomes::build(&decisions, &data, &paid, horizon, through)

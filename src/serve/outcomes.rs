@@ -57,6 +57,26 @@ pub fn known_through(
         .map(days_to_date))
 }
 
+/// The day payments are known through: `through` if given, else the data
+/// folder's latest cycle end or action, or the latest `paid` action recorded
+/// through the API (`api_paid`), whichever is later.
+pub fn through(
+    data: &DataSet,
+    api_paid: &[(String, i64)],
+    through: Option<NaiveDate>,
+) -> PolarsResult<Option<NaiveDate>> {
+    if through.is_some() {
+        return Ok(through);
+    }
+    let api_latest = api_paid
+        .iter()
+        .map(|(_, at)| at)
+        .max()
+        .and_then(|&at| chrono::DateTime::from_timestamp_micros(at))
+        .map(|t| t.date_naive());
+    known_through(data, api_latest)
+}
+
 /// Builds the outcomes of `decisions` known by `through`, with a horizon of
 /// `horizon_days`; `api_paid` are `paid` actions recorded through the API
 /// (account, microseconds since the epoch).
