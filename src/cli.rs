@@ -22,6 +22,33 @@ pub enum TableFormat {
     Parquet,
 }
 
+/// What `outcomes` is asked for.
+#[derive(Debug, Clone, Args)]
+pub struct OutcomesArgs {
+    /// The store the decisions are in: sqlite://PATH (default: prioritize.db
+    /// in the data folder) or postgres://…
+    #[arg(long)]
+    pub db: Option<String>,
+    /// The data folder whose payment history and actions tell what followed.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Days after the decision's day a payment counts.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_650))]
+    pub horizon_days: u32,
+    /// Only decisions of this day or later.
+    #[arg(long)]
+    pub since: Option<NaiveDate>,
+    /// The last day payments are known (default: the data folder's latest
+    /// cycle end or action, or an action recorded through the API).
+    #[arg(long)]
+    pub through: Option<NaiveDate>,
+    /// Folder to write outcomes.csv (or .parquet) into.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
+    pub format: TableFormat,
+}
+
 /// Strategy-engine settings shared by `plan` and `evaluate-policy`.
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
@@ -240,30 +267,7 @@ pub enum Command {
     },
     /// Write the contract's outcomes table from the store's served decisions
     /// whose horizon has passed and the payments that followed them.
-    Outcomes {
-        /// The store the decisions are in: sqlite://PATH (default: prioritize.db
-        /// in the data folder) or postgres://…
-        #[arg(long)]
-        db: Option<String>,
-        /// The data folder whose payment history and actions tell what followed.
-        #[arg(long)]
-        data: PathBuf,
-        /// Days after the decision's day a payment counts.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_650))]
-        horizon_days: u32,
-        /// Only decisions of this day or later.
-        #[arg(long)]
-        since: Option<NaiveDate>,
-        /// The last day payments are known (default: the data folder's latest
-        /// cycle end or action, or an action recorded through the API).
-        #[arg(long)]
-        through: Option<NaiveDate>,
-        /// Folder to write outcomes.csv (or .parquet) into.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
-        format: TableFormat,
-    },
+    Outcomes(OutcomesArgs),
     /// Make a random API key for a role: prints the key (give it to the caller)
     /// and the [[api_keys]] entry for the config file (which holds only its hash).
     Keygen {

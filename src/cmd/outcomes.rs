@@ -1,26 +1,12 @@
 //! `prioritize outcomes`: the contract's outcomes table from the store's
 //! served decisions and what followed them (see `serve::outcomes`).
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
-use chrono::NaiveDate;
 
-use crate::cli::TableFormat;
+use crate::cli::{OutcomesArgs, TableFormat};
 use crate::contract::{DataSet, Format};
 use crate::output::write_frame;
 use crate::serve::{outcomes, store};
-
-/// What `outcomes` was asked for.
-pub struct OutcomesArgs {
-    pub db: Option<String>,
-    pub data: PathBuf,
-    pub horizon_days: u32,
-    pub since: Option<NaiveDate>,
-    pub through: Option<NaiveDate>,
-    pub out: PathBuf,
-    pub format: TableFormat,
-}
 
 /// Writes `out/outcomes.csv` (or `.parquet`); returns a summary.
 pub fn run(args: OutcomesArgs) -> Result<String> {
