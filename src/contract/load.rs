@@ -184,17 +184,37 @@ pub fn load_table(
     let started = std::time::Instant::now();
     let raw = read_raw(&path, format, spec)?;
     let read = started.elapsed();
+    let frame = typed_table(&file, spec, &raw, problems)?;
+    tracing::info!(
+        file,
+        rows = frame.height(),
+        read_s = read.as_secs_f64(),
+        typed_and_checked_s = (started.elapsed() - read).as_secs_f64(),
+        "table loaded"
+    );
+    Ok(Some(frame))
+}
+
+/// Types a table's raw columns (as read from `file`) into its canonical
+/// columns, in the order of the contract, and checks them: what loading a
+/// file does once the file is read.
+pub fn typed_table(
+    file: &str,
+    spec: &TableSpec,
+    raw: &DataFrame,
+    problems: &mut Problems,
+) -> Result<DataFrame, ContractError> {
     let rows = raw.height();
     let mut columns = Vec::with_capacity(spec.columns.len());
     for column_spec in spec.columns {
         let column = match raw.column(column_spec.name) {
             Ok(found) => {
-                super::validate::check_present(&file, column_spec, found, problems)?;
-                to_canonical(&file, column_spec, found, problems)?
+                super::validate::check_present(file, column_spec, found, problems)?;
+                to_canonical(file, column_spec, found, problems)?
             }
             Err(_) if column_spec.required => {
                 problems.push(at_column(
-                    &file,
+                    file,
                     column_spec.name,
                     "required column is missing",
                 ))?;
@@ -217,25 +237,16 @@ pub fn load_table(
             // Optional flags default to false where a cell is blank.
             column
                 .fill_null(FillNullStrategy::Zero)
-                .map_err(read_error(&file))?
+                .map_err(read_error(file))?
         } else {
             column
         };
-        check_allowed_values(&file, column_spec, &column, problems)?;
+        check_allowed_values(file, column_spec, &column, problems)?;
         columns.push(column);
     }
-    let frame = DataFrame::new(columns).map_err(read_error(&file))?;
-    let typed = started.elapsed();
-    super::validate::check_table(&file, spec, &frame, problems)?;
-    tracing::info!(
-        file,
-        rows,
-        read_s = read.as_secs_f64(),
-        typed_s = (typed - read).as_secs_f64(),
-        checked_s = (started.elapsed() - typed).as_secs_f64(),
-        "table loaded"
-    );
-    Ok(Some(frame))
+    let frame = DataFrame::new(columns).map_err(read_error(file))?;
+    super::validate::check_table(file, spec, &frame, problems)?;
+    Ok(frame)
 }
 
 /// An empty frame with a table's canonical columns.
@@ -285,6 +296,38 @@ pub struct DataSet {
 }
 
 impl DataSet {
+    /// Types and checks four tables held in memory (accounts, payment
+    /// history, actions, outcomes) exactly as [`DataSet::load`] does files,
+    /// stopping at the first problem; each table is named `label/TABLE`.
+    pub fn from_frames(label: &str, frames: [DataFrame; 4]) -> Result<DataSet, ContractError> {
+        use super::schema::{ACCOUNTS, ACTIONS, OUTCOMES, PAYMENT_HISTORY};
+        let mut problems = Problems::fail_fast();
+        let specs = [&ACCOUNTS, &PAYMENT_HISTORY, &ACTIONS, &OUTCOMES];
+        let file = |spec: &TableSpec| format!("{label}/{}", spec.name);
+        let mut typed = Vec::with_capacity(4);
+        for (spec, raw) in specs.iter().zip(&frames) {
+            typed.push(typed_table(&file(spec), spec, raw, &mut problems)?);
+        }
+        let [accounts, payment_history, actions, outcomes]: [DataFrame; 4] =
+            typed.try_into().expect("four tables");
+        {
+            let ids = super::validate::KnownAccounts::of(&file(&ACCOUNTS), &accounts)?;
+            for (spec, frame) in [
+                (&PAYMENT_HISTORY, &payment_history),
+                (&ACTIONS, &actions),
+                (&OUTCOMES, &outcomes),
+            ] {
+                super::validate::check_accounts_known(&file(spec), frame, &ids, &mut problems)?;
+            }
+        }
+        Ok(DataSet {
+            accounts,
+            payment_history,
+            actions,
+            outcomes,
+        })
+    }
+
     /// Loads and checks a data folder, stopping at the first problem.
     pub fn load(dir: &Path) -> Result<DataSet, ContractError> {
         let mut problems = Problems::fail_fast();
