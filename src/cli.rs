@@ -49,6 +49,78 @@ pub struct OutcomesArgs {
     pub format: TableFormat,
 }
 
+/// `prioritize backtest`.
+#[derive(Debug, Clone, Args)]
+pub struct BacktestArgs {
+    /// Accounts in the book on the first day.
+    #[arg(long, default_value_t = 20_000)]
+    pub accounts: usize,
+    /// Days run, one plan a day.
+    #[arg(long, default_value_t = 84, value_parser = clap::value_parser!(u64).range(1..=3_650))]
+    pub days: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The latent response the customers follow.
+    #[arg(long, value_enum, default_value_t = crate::simulate::World::A)]
+    pub world: crate::simulate::World,
+    /// The first day planned.
+    #[arg(long, default_value = "2026-01-05")]
+    pub start: NaiveDate,
+    /// The loop retrains every so many days (0: never).
+    #[arg(long, default_value_t = 7)]
+    pub retrain_every: usize,
+    /// Days after a decision (its own included) whose payments are its outcome.
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub horizon_days: u64,
+    /// New delinquent accounts a day, as a share of the first day's accounts.
+    #[arg(long, default_value_t = 0.02)]
+    pub arrivals_per_day: f64,
+    /// The loop trains on at most about this many of its decisions (a seeded sample).
+    #[arg(long, default_value_t = 60_000)]
+    pub train_rows: usize,
+    /// Tree configurations tried beyond the first when the loop trains.
+    #[arg(long, default_value_t = 1)]
+    pub search: usize,
+    /// Most trees in each ensemble when the loop trains (early stopping
+    /// usually ends sooner).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub trees: u64,
+    /// Cross-fitting folds when the loop trains.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=20))]
+    pub folds: u64,
+    /// When the loop's retrained model replaces the champion: `dr`, when its
+    /// doubly robust gain on held-out days exceeds its standard error; or
+    /// `always` (to see what each retrained model does, whatever it is worth).
+    #[arg(long, value_enum, default_value_t = crate::backtest::Promotion::Dr)]
+    pub promotion: crate::backtest::Promotion,
+    /// The loop's exploration share while it runs on the staged rules,
+    /// before its first promotion (then the engine's share, `--explore`).
+    #[arg(long, default_value_t = 0.2)]
+    pub cold_explore: f64,
+    /// Policies run, side by side on the same world and seed.
+    #[arg(long = "policy", value_enum, default_values_t = [
+        crate::backtest::PolicyKind::Loop,
+        crate::backtest::PolicyKind::Rules,
+        crate::backtest::PolicyKind::Oracle,
+    ])]
+    pub policies: Vec<crate::backtest::PolicyKind>,
+    /// Keep the loop's training folders, models and final data folder
+    /// (with its matured decisions as `outcomes`) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long, default_value = "USD")]
+    pub currency: String,
+    /// Costs, capacities and the exploration share. Without any --capacity,
+    /// each capped strategy gets one use a day per so many accounts on the
+    /// first day: call 25, settlement_offer 100, installment_plan 50,
+    /// demand_letter 20, field_visit 500, legal 400, agency 200.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
 /// Strategy-engine settings shared by `plan` and `evaluate-policy`.
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
@@ -268,6 +340,9 @@ pub enum Command {
     /// Write the contract's outcomes table from the store's served decisions
     /// whose horizon has passed and the payments that followed them.
     Outcomes(OutcomesArgs),
+    /// Run a living simulated book day after day under the learning loop,
+    /// the staged rules and the oracle, side by side on the same world.
+    Backtest(BacktestArgs),
     /// Make a random API key for a role: prints the key (give it to the caller)
     /// and the [[api_keys]] entry for the config file (which holds only its hash).
     Keygen {

@@ -4,6 +4,7 @@
 //! Data flows one way: `contract` (tables) → `features` → `model` →
 //! `strategy` → `serve` (its `planning`, `store`, then `api`). A lower layer never imports a higher one.
 
+pub mod backtest;
 pub mod cli;
 pub mod cmd;
 pub mod contract;

@@ -46,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             engine,
         }),
         Command::Outcomes(args) => cmd::outcomes::run(args),
+        Command::Backtest(args) => cmd::backtest::run(args),
         Command::Keygen { role } => cmd::serve::keygen(&role),
         Command::Simulate {
             accounts,

@@ -1,5 +1,6 @@
 //! One file per command: parse nothing here, only run what `cli` parsed.
 
+pub mod backtest;
 pub mod demo;
 pub mod evaluate;
 pub mod evaluate_policy;

@@ -56,7 +56,7 @@ pub struct Calendar {
 }
 
 /// A contact attempt's instant: `hour:minute` local time on `day` in `tz`, in UTC microseconds.
-fn local_instant(tz: chrono_tz::Tz, day: NaiveDate, hour: u32, minute: u32) -> i64 {
+pub(super) fn local_instant(tz: chrono_tz::Tz, day: NaiveDate, hour: u32, minute: u32) -> i64 {
     let local = day.and_time(NaiveTime::from_hms_opt(hour, minute, 0).expect("valid time"));
     let resolved = tz.from_local_datetime(&local).earliest().or_else(|| {
         // The clock jumped over this time (spring forward): an hour later exists.
@@ -257,7 +257,71 @@ fn simulate_draw(
         rng,
         out,
     );
+    if out.keep_lives {
+        let row = out.accounts.last().expect("the account just pushed");
+        out.lives.push(Life {
+            index,
+            customer: row.customer,
+            traits,
+            product,
+            zone: zone_name,
+            tz,
+            limit,
+            balance: balance.max(0.0),
+            arrears: arrears.min(balance.max(0.0)),
+            dpd,
+            shock_left,
+            monthly_rate,
+            instalment,
+            flags: row.state.clone(),
+        });
+    }
     true
+}
+
+/// Where an account's simulated history left it: its hidden traits and its
+/// state on the as-of day, for the living book to carry on from.
+#[derive(Debug, Clone)]
+pub struct Life {
+    pub index: usize,
+    pub customer: usize,
+    pub traits: Traits,
+    pub product: &'static str,
+    pub zone: &'static str,
+    pub tz: chrono_tz::Tz,
+    pub limit: Option<f64>,
+    pub balance: f64,
+    pub arrears: f64,
+    pub dpd: i32,
+    /// Months of income shock left.
+    pub shock_left: u32,
+    pub monthly_rate: f64,
+    /// The scheduled payment of an instalment product (0 for cards).
+    pub instalment: f64,
+    /// The snapshot's flags (dispute, cease contact, opt-outs …).
+    pub flags: AccountState,
+}
+
+impl Life {
+    /// The payment scheduled for a cycle, as in the account's history.
+    pub fn scheduled(&self) -> f64 {
+        match self.product {
+            "credit_card" => (0.03 * self.balance).max(25.0f64.min(self.balance)),
+            _ => self.instalment.min(self.balance),
+        }
+        .max(0.0)
+    }
+
+    /// The chance of paying a cycle in full, as in the account's history.
+    pub fn p_full(&self) -> f64 {
+        let capacity = if self.shock_left > 0 {
+            self.traits.ability * 0.25
+        } else {
+            self.traits.ability
+        };
+        1.0 / (1.0
+            + (-(4.0 * (capacity - 0.45) + 2.5 * (self.traits.willingness - 0.5) + 0.3)).exp())
+    }
 }
 
 /// Contact attempts during one cycle in which the account was behind.

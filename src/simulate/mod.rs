@@ -4,10 +4,11 @@
 //! seed, whatever the number of threads.
 
 mod account;
+pub mod living;
 pub mod response;
 
 pub use response::World;
-mod tables;
+pub mod tables;
 
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
@@ -48,7 +49,7 @@ pub struct Portfolio {
 }
 
 /// The last day of the month `date` falls in.
-fn month_end(date: NaiveDate) -> NaiveDate {
+pub(crate) fn month_end(date: NaiveDate) -> NaiveDate {
     let (year, month) = if date.month() == 12 {
         (date.year() + 1, 1)
     } else {
@@ -61,7 +62,7 @@ fn month_end(date: NaiveDate) -> NaiveDate {
 }
 
 /// Month-end cycle dates, oldest first, the last on or before `as_of`.
-fn cycle_ends(as_of: NaiveDate, cycles: usize) -> Vec<NaiveDate> {
+pub(crate) fn cycle_ends(as_of: NaiveDate, cycles: usize) -> Vec<NaiveDate> {
     let mut last = month_end(as_of);
     if last > as_of {
         last = NaiveDate::from_ymd_opt(as_of.year(), as_of.month(), 1)

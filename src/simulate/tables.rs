@@ -20,6 +20,7 @@ pub struct CycleRow {
     pub days_past_due: i32,
 }
 
+#[derive(Clone)]
 pub struct ActionRow {
     pub account: usize,
     /// UTC microseconds.
@@ -30,6 +31,7 @@ pub struct ActionRow {
     pub promised_on: Option<i32>,
 }
 
+#[derive(Clone)]
 pub struct AccountRow {
     pub account: usize,
     pub customer: usize,
@@ -52,6 +54,9 @@ pub struct ChunkTables {
     pub outcomes: Vec<(usize, Strategy, bool, Option<i64>, f64)>,
     /// (account, true P(paid) and expected amount if paid, by strategy)
     pub truth: Vec<TruthRow>,
+    /// Whether to keep each account's [`Life`](super::account::Life).
+    pub keep_lives: bool,
+    pub lives: Vec<super::account::Life>,
 }
 
 /// The simulator's hidden truth for one account on the as-of day.
@@ -170,7 +175,29 @@ fn flags(name: &str, values: impl Iterator<Item = bool>) -> Column {
 impl ChunkTables {
     /// The chunk as the contract's four tables.
     pub fn into_frames(self, currency: &str, as_of: NaiveDate) -> PolarsResult<[DataFrame; 5]> {
-        let a = &self.accounts;
+        self.frames(currency, as_of, &|_| true)
+    }
+
+    /// The rows of the accounts for which `keep` holds, as the contract's
+    /// four tables and the truth.
+    pub fn frames(
+        &self,
+        currency: &str,
+        as_of: NaiveDate,
+        keep: &dyn Fn(usize) -> bool,
+    ) -> PolarsResult<[DataFrame; 5]> {
+        let a: Vec<&AccountRow> = self.accounts.iter().filter(|r| keep(r.account)).collect();
+        self.frames_with(&a, currency, as_of, keep)
+    }
+
+    /// [`ChunkTables::frames`] with the account rows given (a snapshot of another day).
+    pub fn frames_with(
+        &self,
+        a: &[&AccountRow],
+        currency: &str,
+        as_of: NaiveDate,
+        keep: &dyn Fn(usize) -> bool,
+    ) -> PolarsResult<[DataFrame; 5]> {
         let n = a.len();
         let accounts = DataFrame::new(vec![
             ids("account_id", a.iter().map(|r| r.account), "ACC", n),
@@ -199,7 +226,7 @@ impl ChunkTables {
             flags("do_not_sms", a.iter().map(|r| r.state.do_not_sms)),
             flags("do_not_email", a.iter().map(|r| r.state.do_not_email)),
         ])?;
-        let c = &self.cycles;
+        let c: Vec<&CycleRow> = self.cycles.iter().filter(|r| keep(r.account)).collect();
         let payment_history = DataFrame::new(vec![
             ids("account_id", c.iter().map(|r| r.account), "ACC", c.len()),
             dates("cycle_end", c.iter().map(|r| Some(r.cycle_end))),
@@ -212,7 +239,7 @@ impl ChunkTables {
             )
             .into_column(),
         ])?;
-        let x = &self.actions;
+        let x: Vec<&ActionRow> = self.actions.iter().filter(|r| keep(r.account)).collect();
         let actions = DataFrame::new(vec![
             ids("account_id", x.iter().map(|r| r.account), "ACC", x.len()),
             Int64Chunked::from_iter_values("at".into(), x.iter().map(|r| r.at))
@@ -223,7 +250,7 @@ impl ChunkTables {
             money("promised_amount", x.iter().map(|r| r.promised_amount)),
             dates("promised_on", x.iter().map(|r| r.promised_on)),
         ])?;
-        let o = &self.outcomes;
+        let o: Vec<_> = self.outcomes.iter().filter(|r| keep(r.0)).collect();
         let outcomes = DataFrame::new(vec![
             ids("account_id", o.iter().map(|r| r.0), "ACC", o.len()),
             dates("as_of", o.iter().map(|_| Some(date_to_days(as_of)))),
@@ -235,7 +262,7 @@ impl ChunkTables {
                 o.iter().map(|r| r.4).collect::<Vec<f64>>(),
             ),
         ])?;
-        let t = &self.truth;
+        let t: Vec<&TruthRow> = self.truth.iter().filter(|r| keep(r.account)).collect();
         let mut truth = vec![ids(
             "account_id",
             t.iter().map(|r| r.account),

@@ -470,10 +470,10 @@ pub fn explored(id: &str, day: NaiveDate, config: &EngineConfig) -> bool {
     config.explore > 0.0 && unit(stable_hash(id, day, config.explore_seed, 1)) < config.explore
 }
 
-/// Decides every account's strategy: the exploration share first (a uniform
-/// draw among the allowed strategies that still have capacity), then the
-/// value-maximising allocation of the rest under what capacity is left.
-pub fn decide(book: &Book, config: &EngineConfig) -> Vec<Decision> {
+/// The exploration share's decisions (`None` for the accounts outside it):
+/// each draws uniformly among its allowed strategies that still have
+/// capacity, in a seeded order; and the capacity left for the rest.
+pub fn explore(book: &Book, config: &EngineConfig) -> (Vec<Option<Decision>>, [Option<u64>; K]) {
     let mut capacity: [Option<u64>; K] = std::array::from_fn(|s| config.strategies[s].capacity);
     let mut decisions: Vec<Option<Decision>> = vec![None; book.len()];
     use rayon::prelude::*;
@@ -498,6 +498,14 @@ pub fn decide(book: &Book, config: &EngineConfig) -> Vec<Decision> {
             propensity: 1.0 / open.len() as f64,
         });
     }
+    (decisions, capacity)
+}
+
+/// Decides every account's strategy: the exploration share first (a uniform
+/// draw among the allowed strategies that still have capacity), then the
+/// value-maximising allocation of the rest under what capacity is left.
+pub fn decide(book: &Book, config: &EngineConfig) -> Vec<Decision> {
+    let (mut decisions, capacity) = explore(book, config);
     let rest: Vec<usize> = (0..book.len())
         .filter(|&i| decisions[i].is_none())
         .collect();
