@@ -369,19 +369,28 @@ pub fn run(params: &BacktestParams, progress: &(dyn Fn(&str) + Sync)) -> Result<
         }
     };
     let mut runs = Vec::new();
-    let mut learner = Learner {
-        champion: None,
-        log: Vec::new(),
-        snapshots: Vec::new(),
-        retrainings: Vec::new(),
-        promotions: Vec::new(),
-        work: work.clone(),
-    };
+    let (mut retrainings, mut promotions) = (Vec::new(), Vec::new());
     let mut violations = 0;
+    let mut seen = Vec::new();
     for &kind in &params.policies {
+        if seen.contains(&kind) {
+            continue;
+        }
+        seen.push(kind);
+        // Each run has a learner (and a world) of its own.
+        let mut learner = Learner {
+            champion: None,
+            log: Vec::new(),
+            snapshots: Vec::new(),
+            retrainings: Vec::new(),
+            promotions: Vec::new(),
+            work: work.clone(),
+        };
         let (run, broke) = run_policy(params, kind, &mut learner, progress)?;
         violations += broke;
         runs.push(run);
+        retrainings.extend(learner.retrainings);
+        promotions.extend(learner.promotions);
     }
     Ok(Report {
         days: params.days,
@@ -395,9 +404,9 @@ pub fn run(params: &BacktestParams, progress: &(dyn Fn(&str) + Sync)) -> Result<
         start: params.start,
         horizon_days: params.horizon_days,
         retrain_every: params.retrain_every,
-        retrains: learner.retrainings.len(),
-        retrainings: learner.retrainings,
-        promotions: learner.promotions,
+        retrains: retrainings.len(),
+        retrainings,
+        promotions,
         policies: runs,
         violations,
     })
@@ -585,6 +594,7 @@ fn outcomes_frame(
     logged: &[&Logged],
     payments: &HashMap<usize, Vec<(i32, i64)>>,
     horizon: i32,
+    as_of_shift: i32,
 ) -> PolarsResult<DataFrame> {
     let ids: Vec<String> = logged.iter().map(|l| LivingBook::id(l.account)).collect();
     let amounts: Vec<i64> = logged
@@ -594,7 +604,7 @@ fn outcomes_frame(
     let paid: Vec<bool> = amounts.iter().map(|&a| a > 0).collect();
     DataFrame::new(vec![
         Column::new("account_id".into(), ids),
-        Int32Chunked::from_iter_values("as_of".into(), logged.iter().map(|l| l.day))
+        Int32Chunked::from_iter_values("as_of".into(), logged.iter().map(|l| l.day + as_of_shift))
             .into_date()
             .into_column(),
         Column::new(
@@ -616,6 +626,17 @@ fn outcomes_frame(
             logged.iter().map(|l| l.propensity).collect::<Vec<f64>>(),
         ),
     ])
+}
+
+/// Whether `account` is among the fifth held out of the retraining of `day`.
+fn held_out(account: usize, seed: u64, day: i32) -> bool {
+    let l = Logged {
+        day,
+        account,
+        strategy: 0,
+        propensity: 1.0,
+    };
+    sampled(&l, seed ^ 0x6865_6c64, 0.2)
 }
 
 /// A seeded sample: whether decision `l` is kept, at rate `share`.
@@ -654,7 +675,15 @@ fn maybe_retrain(
     let started = std::time::Instant::now();
     let held_from = last_matured - k as i32 + 1;
     let payments = payments_by_account(world);
-    let training: Vec<&Logged> = learner.log.iter().filter(|l| l.day < held_from).collect();
+    // A fifth of the accounts (drawn afresh each retraining) is held out of
+    // training altogether, so that no payment is both a training label and
+    // a held-out reward; the new model is judged on their latest matured days.
+    let held = |account: usize| held_out(account, params.seed, today);
+    let training: Vec<&Logged> = learner
+        .log
+        .iter()
+        .filter(|l| l.day <= last_matured && !held(l.account))
+        .collect();
     let share = params.train_rows as f64 / training.len().max(1) as f64;
     let training: Vec<&Logged> = training
         .into_iter()
@@ -663,7 +692,9 @@ fn maybe_retrain(
     let rows = training.len();
     let folder = learner.work.join(format!("train-{day}"));
     let [mut accounts, mut history, mut actions, _] = world.frames_all()?;
-    let mut outcomes = outcomes_frame(&training, &payments, horizon)?;
+    // Features as the morning's plan saw them: the data through the day
+    // before (as of the decision day, they would hold its own contacts).
+    let mut outcomes = outcomes_frame(&training, &payments, horizon, -1)?;
     write_data_folder(
         &folder,
         [&mut accounts, &mut history, &mut actions, &mut outcomes],
@@ -675,10 +706,27 @@ fn maybe_retrain(
         ..params.train
     }
     .check()?;
-    let labelled_rows = labelled(&data)?;
-    let judge = OutOfFoldJudge::new(&data, &labelled_rows, &params.config)?;
-    let trained = train_labelled(&labelled_rows, &folder, train_params, Some(&judge), &|_| {})?;
+    let trained = labelled(&data)
+        .map_err(anyhow::Error::from)
+        .and_then(|rows| {
+            let judge = OutOfFoldJudge::new(&data, &rows, &params.config)?;
+            Ok(train_labelled(
+                &rows,
+                &folder,
+                train_params,
+                Some(&judge),
+                &|_| {},
+            )?)
+        });
     drop(data);
+    let trained = match trained {
+        Ok(trained) => trained,
+        Err(e) => {
+            // The loop carries on with its champion.
+            tracing::warn!(%day, error = %format!("{e:#}"), "backtest: retraining failed");
+            return Ok(());
+        }
+    };
     let model = trained.model;
     let version = model.meta.version.clone();
     let model_dir = learner.work.join(format!("model-{day}"));
@@ -686,7 +734,7 @@ fn maybe_retrain(
     // The held-out days: each morning's book as it was, the challenger's
     // and the champion's decisions (without exploration), and the logged
     // decisions with what followed.
-    let mut diffs: Vec<f64> = Vec::new();
+    let mut diffs: Vec<(usize, f64)> = Vec::new();
     let mut held_out_days = Vec::new();
     let evaluation = EngineConfig {
         explore: 0.0,
@@ -712,7 +760,11 @@ fn maybe_retrain(
             .enumerate()
             .map(|(row, i)| (i, row))
             .collect();
-        for l in learner.log.iter().filter(|l| l.day == sday) {
+        for l in learner
+            .log
+            .iter()
+            .filter(|l| l.day == sday && held(l.account))
+        {
             let Some(&row) = row_of.get(&l.account) else {
                 continue;
             };
@@ -729,13 +781,28 @@ fn maybe_retrain(
                 };
                 q + correction
             };
-            diffs.push(term(challenger[row].strategy) - term(champion[row].strategy));
+            diffs.push((
+                l.account,
+                term(challenger[row].strategy) - term(champion[row].strategy),
+            ));
         }
     }
+    // One payment is in the reward of an account's several days: the
+    // standard error is over accounts (their summed differences).
     let n = diffs.len().max(1) as f64;
-    let mean = diffs.iter().sum::<f64>() / n;
-    let variance = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    let se = (variance / n).sqrt();
+    let mean = diffs.iter().map(|d| d.1).sum::<f64>() / n;
+    let mut by_account: HashMap<usize, (f64, f64)> = HashMap::new();
+    for &(account, d) in &diffs {
+        let entry = by_account.entry(account).or_default();
+        entry.0 += d;
+        entry.1 += 1.0;
+    }
+    let clusters = by_account.len().max(1) as f64;
+    let spread: f64 = by_account
+        .values()
+        .map(|(sum, count)| (sum - mean * count).powi(2))
+        .sum();
+    let se = (spread * clusters / (clusters - 1.0).max(1.0)).sqrt() / n;
     let promoted = match params.promotion {
         Promotion::Always => true,
         Promotion::Dr => !diffs.is_empty() && mean > se,
@@ -794,7 +861,7 @@ fn keep_final_data(
         .filter(|l| l.day <= last_matured)
         .collect();
     let [mut accounts, mut history, mut actions, _] = world.frames_all()?;
-    let mut outcomes = outcomes_frame(&matured, &payments, horizon)?;
+    let mut outcomes = outcomes_frame(&matured, &payments, horizon, 0)?;
     write_data_folder(
         &dir.join("data"),
         [&mut accounts, &mut history, &mut actions, &mut outcomes],

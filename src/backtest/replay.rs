@@ -108,8 +108,15 @@ impl Replay {
         let today = days(day);
         for contact in contacts {
             let action = book.actions()[self.cursor].clone();
-            debug_assert_eq!(action.account, contact.account);
             let index = contact.account;
+            if (action.account, action.at) != (contact.account, contact.at) {
+                self.violations.push(Violation {
+                    day,
+                    account: index,
+                    strategy: contact.strategy,
+                    what: "a contact the world did not record as made",
+                });
+            }
             let strategy = contact.strategy;
             let mut flag = |what: &'static str| {
                 self.violations.push(Violation {

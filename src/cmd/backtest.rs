@@ -29,11 +29,18 @@ pub fn run(args: BacktestArgs) -> Result<String> {
             }
         }
     }
+    if args.train_rows < 100 {
+        bail!("--train-rows must be at least 100");
+    }
     if !(0.0..=1.0).contains(&args.cold_explore) {
         bail!("--cold-explore must be between 0 and 1");
     }
-    let mut policies = args.policies.clone();
-    policies.dedup();
+    let mut policies = Vec::new();
+    for policy in &args.policies {
+        if !policies.contains(policy) {
+            policies.push(*policy);
+        }
+    }
     let mut params = BacktestParams {
         accounts: args.accounts,
         days: args.days as usize,

@@ -125,10 +125,13 @@ struct Member {
     cycle_arrears: f64,
 }
 
-/// A morning's account rows (see [`LivingBook::snapshot`]).
+/// A morning's account rows and how much history had been recorded by
+/// then (see [`LivingBook::snapshot`]).
 pub struct Snapshot {
     pub day: NaiveDate,
     rows: Vec<AccountRow>,
+    cycles: usize,
+    actions: usize,
 }
 
 /// The book and everything that happened to it.
@@ -259,21 +262,26 @@ impl LivingBook {
                 .filter(|&i| self.in_collections(i))
                 .map(|i| self.tables.accounts[i].clone())
                 .collect(),
+            cycles: self.tables.cycles.len(),
+            actions: self.tables.actions.len(),
         }
     }
 
-    /// The data folder as it was handed over on the morning of `snapshot`:
-    /// that morning's accounts, and their history (later rows too, which
-    /// point-in-time features and the rules leave out).
+    /// The data folder exactly as it was handed over on the morning of
+    /// `snapshot`: that morning's accounts, and the history recorded by then.
     pub fn frames_on(&self, snapshot: &Snapshot) -> PolarsResult<[DataFrame; 4]> {
         let mut member = vec![false; self.members.len()];
         for row in &snapshot.rows {
             member[row.account] = true;
         }
         let rows: Vec<&AccountRow> = snapshot.rows.iter().collect();
-        let [accounts, history, actions, _, _] =
-            self.tables
-                .frames_with(&rows, &self.params.currency, snapshot.day, &|i| member[i])?;
+        let [accounts, history, actions, _, _] = self.tables.frames_with(
+            &rows,
+            &self.params.currency,
+            snapshot.day,
+            &|i| member[i],
+            (snapshot.cycles, snapshot.actions),
+        )?;
         let outcomes = crate::contract::load::empty_table(&crate::contract::schema::OUTCOMES);
         Ok([accounts, history, actions, outcomes])
     }
@@ -357,12 +365,14 @@ impl LivingBook {
                 self.note_contact(life.customer, at, channel, outcome);
             }
             let arrears = life.arrears;
+            // A dispute the account arrives with closes like any other.
+            let dispute_until = life.flags.dispute_open.then_some(day + DISPUTE_DAYS);
             self.members.push(Member {
                 life,
                 exit: None,
                 contacts: Vec::new(),
                 pending: Vec::new(),
-                dispute_until: None,
+                dispute_until,
                 cycle_paid: 0.0,
                 cycle_arrears: arrears,
             });
@@ -835,6 +845,35 @@ mod tests {
             .expect("dates");
         let jan_31 = date_to_days(NaiveDate::from_ymd_opt(2026, 1, 31).expect("date"));
         assert!(ends.physical().iter().any(|d| d == Some(jan_31)));
+    }
+
+    #[test]
+    fn what_one_account_is_done_changes_no_other_customer_s_luck() {
+        let (mut a, mut b) = (LivingBook::new(params(6)), LivingBook::new(params(6)));
+        let target = in_book(&a)[3];
+        let person = a.customer(target);
+        for day in 0..30 {
+            // A is called every day (as long as the desk may), B never.
+            let calls = if a.in_collections(target) {
+                vec![(target, Strategy::Call)]
+            } else {
+                vec![]
+            };
+            let (ra, rb) = (a.advance(&calls), b.advance(&[]));
+            assert_eq!(ra.arrivals, rb.arrivals, "day {day}");
+        }
+        let others = |book: &LivingBook| -> Vec<(usize, i32, i64)> {
+            book.payments
+                .iter()
+                .filter(|p| book.customer(p.account) != person)
+                .map(|p| (p.account, p.day, p.cents))
+                .collect()
+        };
+        assert_eq!(others(&a), others(&b));
+        assert!(
+            a.actions().len() > b.actions().len(),
+            "the calls were made and recorded"
+        );
     }
 
     #[test]

@@ -187,16 +187,24 @@ impl ChunkTables {
         keep: &dyn Fn(usize) -> bool,
     ) -> PolarsResult<[DataFrame; 5]> {
         let a: Vec<&AccountRow> = self.accounts.iter().filter(|r| keep(r.account)).collect();
-        self.frames_with(&a, currency, as_of, keep)
+        self.frames_with(
+            &a,
+            currency,
+            as_of,
+            keep,
+            (self.cycles.len(), self.actions.len()),
+        )
     }
 
-    /// [`ChunkTables::frames`] with the account rows given (a snapshot of another day).
+    /// [`ChunkTables::frames`] with the account rows given (a snapshot of
+    /// another day) and only the first `upto` (cycles, actions) rows.
     pub fn frames_with(
         &self,
         a: &[&AccountRow],
         currency: &str,
         as_of: NaiveDate,
         keep: &dyn Fn(usize) -> bool,
+        upto: (usize, usize),
     ) -> PolarsResult<[DataFrame; 5]> {
         let n = a.len();
         let accounts = DataFrame::new(vec![
@@ -226,7 +234,10 @@ impl ChunkTables {
             flags("do_not_sms", a.iter().map(|r| r.state.do_not_sms)),
             flags("do_not_email", a.iter().map(|r| r.state.do_not_email)),
         ])?;
-        let c: Vec<&CycleRow> = self.cycles.iter().filter(|r| keep(r.account)).collect();
+        let c: Vec<&CycleRow> = self.cycles[..upto.0]
+            .iter()
+            .filter(|r| keep(r.account))
+            .collect();
         let payment_history = DataFrame::new(vec![
             ids("account_id", c.iter().map(|r| r.account), "ACC", c.len()),
             dates("cycle_end", c.iter().map(|r| Some(r.cycle_end))),
@@ -239,7 +250,10 @@ impl ChunkTables {
             )
             .into_column(),
         ])?;
-        let x: Vec<&ActionRow> = self.actions.iter().filter(|r| keep(r.account)).collect();
+        let x: Vec<&ActionRow> = self.actions[..upto.1]
+            .iter()
+            .filter(|r| keep(r.account))
+            .collect();
         let actions = DataFrame::new(vec![
             ids("account_id", x.iter().map(|r| r.account), "ACC", x.len()),
             Int64Chunked::from_iter_values("at".into(), x.iter().map(|r| r.at))
