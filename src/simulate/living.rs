@@ -19,7 +19,7 @@
 //! `FATIGUE` for every contact in the week before. A responder pays the
 //! strategy's amount a few days later (after a promise, on its date).
 
-use chrono::{DateTime, NaiveDate, Timelike, Utc};
+use chrono::NaiveDate;
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -777,27 +777,6 @@ impl LivingBook {
                 m.life.shock_left = rng.random_range(1..=4);
             }
         }
-    }
-
-    /// Local calendar day of a UTC instant in the account's time zone.
-    pub fn local_day(&self, index: usize, at: i64) -> NaiveDate {
-        DateTime::<Utc>::from_timestamp_micros(at)
-            .expect("valid instant")
-            .with_timezone(&self.members[index].life.tz)
-            .date_naive()
-    }
-
-    /// Local hour and minute of a UTC instant in the account's time zone.
-    pub fn local_time(&self, index: usize, at: i64) -> (u32, u32) {
-        let local = DateTime::<Utc>::from_timestamp_micros(at)
-            .expect("valid instant")
-            .with_timezone(&self.members[index].life.tz);
-        (local.hour(), local.minute())
-    }
-
-    /// How the account left the book, if it did.
-    pub fn exit(&self, index: usize) -> Option<Exit> {
-        self.members[index].exit
     }
 }
 
