@@ -341,10 +341,6 @@ fn payments_by_account(book: &LivingBook) -> HashMap<usize, Vec<(i32, i64)>> {
     by
 }
 
-fn units_to_decimal(units: i64) -> Decimal {
-    money(units)
-}
-
 /// The loop's state between days.
 struct Learner {
     champion: Option<Model>,
@@ -560,19 +556,18 @@ fn run_policy(
     run.by_week = (0..weeks)
         .map(|w| Week {
             week: w + 1,
-            net_collected: units_to_decimal(collected[w] - cost[w]),
-            collected: units_to_decimal(collected[w]),
-            cost: units_to_decimal(cost[w]),
+            net_collected: money(collected[w] - cost[w]),
+            collected: money(collected[w]),
+            cost: money(cost[w]),
         })
         .collect();
     let total_collected: i64 = collected.iter().sum();
     let total_cost: i64 = cost.iter().sum();
-    run.collected = units_to_decimal(total_collected);
-    run.cost = units_to_decimal(total_cost);
-    run.net_collected = units_to_decimal(total_collected - total_cost);
+    run.collected = money(total_collected);
+    run.cost = money(total_cost);
+    run.net_collected = money(total_collected - total_cost);
     let last = weeks.saturating_sub(4);
-    run.net_last_four_weeks =
-        units_to_decimal((last..weeks).map(|w| collected[w] - cost[w]).sum::<i64>());
+    run.net_last_four_weeks = money((last..weeks).map(|w| collected[w] - cost[w]).sum::<i64>());
     run.mix_by_week = mix;
     run.violations = check.violations.len();
     for v in check.violations.iter().take(5) {

@@ -50,10 +50,6 @@ fn local(at: i64, tz: chrono_tz::Tz) -> chrono::DateTime<chrono_tz::Tz> {
         .with_timezone(&tz)
 }
 
-fn days(day: NaiveDate) -> i32 {
-    (day - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
-}
-
 impl Replay {
     pub fn new(rules: &RuleConfig) -> Replay {
         Replay {
@@ -105,7 +101,7 @@ impl Replay {
         morning: &HashMap<usize, AccountState>,
         contacts: &[Contact],
     ) {
-        let today = days(day);
+        let today = crate::contract::parse::date_to_days(day);
         for contact in contacts {
             let action = book.actions()[self.cursor].clone();
             let index = contact.account;

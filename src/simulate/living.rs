@@ -329,11 +329,7 @@ impl LivingBook {
                 return 0.0;
             }
             let (p, amount) = response(world, traits, &exposure, strategy);
-            let amount = match strategy {
-                // A settlement is paid whole, and then the account is closed.
-                Strategy::SettlementOffer => amount.min(exposure.balance),
-                _ => amount.min(exposure.balance),
-            };
+            let amount = amount.min(exposure.balance);
             (p - p0).max(0.0) * tired * amount * PAID_SHARE * 100.0
         })
     }
