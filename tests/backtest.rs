@@ -1,9 +1,11 @@
 //! `prioritize backtest` as a user runs it: a small living book, every
 //! policy, the JSON it writes, and the data folder it keeps.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use assert_cmd::Command;
+use polars::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -160,9 +162,76 @@ fn a_backtest_runs_every_policy_on_one_world_adds_up_and_breaks_no_rule() {
     assert_eq!(report["retrainings"], again["retrainings"]);
     assert_eq!(report["promotions"], again["promotions"]);
 
+    // The loop's store holds every morning's plan as `serve` stored it:
+    // `prioritize outcomes` exports, from what the store says was served,
+    // the decisions the backtest logged (same accounts, days, strategies and
+    // propensities).
+    let data = out.join("data");
+    let exported = dir.path().join("exported");
+    let db = format!("sqlite://{}", out.join("prioritize.db").display());
+    prioritize()
+        .args(["outcomes", "--db", &db, "--horizon-days", "7", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&exported)
+        .assert()
+        .success();
+    let decided = |frame: &DataFrame| -> BTreeMap<(String, i32), (String, i64)> {
+        let ids = frame.column("account_id").unwrap().str().unwrap();
+        let days = frame
+            .column("as_of")
+            .unwrap()
+            .cast(&DataType::Date)
+            .unwrap();
+        let days = days.date().unwrap().physical().clone();
+        let strategy = frame.column("strategy").unwrap().str().unwrap();
+        let propensity = frame.column("propensity").unwrap().f64().unwrap();
+        (0..frame.height())
+            .map(|k| {
+                (
+                    (ids.get(k).unwrap().to_string(), days.get(k).unwrap()),
+                    (
+                        strategy.get(k).unwrap().to_string(),
+                        (propensity.get(k).unwrap() * 1e9).round() as i64,
+                    ),
+                )
+            })
+            .collect()
+    };
+    let from_store = decided(
+        &CsvReadOptions::default()
+            .with_infer_schema_length(None)
+            .try_into_reader_with_file_path(Some(exported.join("outcomes.csv")))
+            .unwrap()
+            .finish()
+            .unwrap()
+            .lazy()
+            .with_column(col("as_of").cast(DataType::Date))
+            .collect()
+            .unwrap(),
+    );
+    let logged = decided(
+        &ParquetReader::new(std::fs::File::open(data.join("outcomes.parquet")).unwrap())
+            .finish()
+            .unwrap(),
+    );
+    let store_days: BTreeSet<i32> = from_store.keys().map(|(_, d)| *d).collect();
+    assert!(
+        store_days.len() >= 14,
+        "decisions of the first two weeks matured: {store_days:?}"
+    );
+    let logged_on_those: BTreeMap<_, _> = logged
+        .into_iter()
+        .filter(|((_, d), _)| store_days.contains(d))
+        .collect();
+    assert_eq!(from_store.len(), logged_on_those.len());
+    assert!(
+        from_store == logged_on_those,
+        "the store serves what the loop decided"
+    );
+
     // The kept data folder, with the loop's matured decisions as outcomes,
     // is a valid data folder a data scientist can train on.
-    let data = out.join("data");
     prioritize()
         .args(["validate", "--data"])
         .arg(&data)
@@ -177,4 +246,56 @@ fn a_backtest_runs_every_policy_on_one_world_adds_up_and_breaks_no_rule() {
         .arg(dir.path().join("model"))
         .assert()
         .success();
+
+    // The morning of the last day matured for the store too (the 22nd day,
+    // 2026-01-26, less the 7-day horizon), with the world's truth:
+    // evaluate-policy sets its estimates beside what each policy is truly
+    // worth over doing nothing.
+    let day = out.join("day");
+    let judged = dir.path().join("judged.json");
+    prioritize()
+        .args(["evaluate-policy", "--as-of", "2026-01-19", "--data"])
+        .arg(&day)
+        .arg("--model")
+        .arg(dir.path().join("model"))
+        .arg("--truth")
+        .arg(day.join("truth.parquet"))
+        .arg("--json")
+        .arg(&judged)
+        .assert()
+        .success();
+    let judged: Value =
+        serde_json::from_str(&std::fs::read_to_string(&judged).expect("json")).expect("json");
+    assert!(judged["logged_decisions"].as_u64().expect("rows") >= 250);
+    let true_mean = |name: &str| {
+        money(
+            &judged["policies"]
+                .as_array()
+                .expect("policies")
+                .iter()
+                .find(|p| p["policy"] == name)
+                .expect("policy")["true_mean"],
+        )
+    };
+    assert_eq!(true_mean("none for everyone"), Decimal::ZERO);
+    // The world run on from that morning with the logged decisions (a clone
+    // with the same luck) pays exactly what the logged outcomes say.
+    let counterfactual: Value = serde_json::from_str(
+        &std::fs::read_to_string(day.join("counterfactual.json")).expect("counterfactual"),
+    )
+    .expect("json");
+    let policies = counterfactual["policies"].as_array().expect("policies");
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["policy"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["logged", "champion", "staged", "none"]);
+    let replayed = money(&policies[0]["mean_net"]);
+    let observed = money(&judged["logged_observed_mean"]);
+    assert!(
+        (replayed - observed).abs() <= Decimal::new(1, 2),
+        "the counterfactual of the logged decisions is what happened: {replayed} against {observed}"
+    );
+    assert!(true_mean("oracle (true values)") > Decimal::ZERO);
+    assert!(true_mean("oracle (true values)") >= true_mean("plan (this model)"));
 }

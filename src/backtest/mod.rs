@@ -26,6 +26,7 @@ pub mod replay;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
@@ -37,7 +38,7 @@ use crate::contract::{DataSet, Strategy};
 use crate::model::train::{labelled, train_labelled};
 use crate::model::{folder, Model, TrainParams};
 use crate::output::write_data_folder;
-use crate::simulate::living::{Exit, LivingBook, LivingParams, Snapshot};
+use crate::simulate::living::{share_paid_by, Exit, LivingBook, LivingParams, Snapshot};
 use crate::simulate::World;
 use crate::strategy::allocate::{Values, K};
 use crate::strategy::config::EngineConfig;
@@ -229,9 +230,15 @@ fn rules_book(data: &DataSet, config: &EngineConfig, day: NaiveDate) -> Result<B
         .iter()
         .map(|b| std::array::from_fn(|s| b[s].is_none().then_some(0)))
         .collect();
+    let currency: Vec<String> = accounts
+        .column("currency")?
+        .str()?
+        .iter()
+        .map(|c| c.unwrap_or("").to_string())
+        .collect();
     Ok(Book {
         day,
-        currency: vec![String::new(); n],
+        currency,
         days_past_due: states.iter().map(|s| s.days_past_due).collect(),
         balance: accounts
             .column("balance")?
@@ -343,16 +350,78 @@ fn payments_by_account(book: &LivingBook) -> HashMap<usize, Vec<(i32, i64)>> {
 
 /// The loop's state between days.
 struct Learner {
-    champion: Option<Model>,
+    champion: Option<Arc<Model>>,
     log: Vec<Logged>,
     snapshots: Vec<Snapshot>,
     retrainings: Vec<Retrain>,
     promotions: Vec<Promoted>,
     work: PathBuf,
+    /// With `--out`: each recent morning's true gain of every strategy, by
+    /// account (for `DIR/day/truth.parquet`).
+    truths: Vec<(i32, Gains)>,
+    /// With `--out`: what several policies on the judged day would truly
+    /// have brought (see [`Judged`]).
+    judged: Option<Judged>,
+    /// With `--out`, from the judged morning on: that morning's world, the
+    /// logged decisions, and the champion of each day since, so that the
+    /// counterfactuals, run once the run is over, have the same later days.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    world: LivingBook,
+    logged: Vec<(usize, Strategy)>,
+    /// The champion each day from the judged day on (day since the epoch).
+    champions: Vec<(i32, Option<Arc<Model>>)>,
+}
+
+/// Each account's true gain of every strategy on a morning.
+type Gains = Vec<(usize, [f32; K])>;
+
+/// The judged day (the last whose horizon has passed for the store too):
+/// each policy's decisions for that day's book and what the world, run on
+/// from that morning with the loop deciding every later day (a clone of the
+/// world, so with the same luck), truly paid within the horizon.
+struct Judged {
+    day: NaiveDate,
+    accounts: usize,
+    policies: Vec<JudgedPolicy>,
+}
+
+struct JudgedPolicy {
+    name: &'static str,
+    decisions: Vec<(usize, Strategy)>,
+    /// Collections money paid by the day's accounts on the day and the
+    /// horizon's other days (the backtest's outcomes), in cents.
+    paid_cents: i64,
+    /// `amount_paid` of their cycles ending in the horizon's days after the
+    /// day (what `prioritize outcomes` counts), in cents.
+    cycle_cents: i64,
+    /// The day's contacts' cost, ten-thousandths.
+    cost: i64,
+}
+
+/// A morning's plan of the loop, as it would be served: the book it was
+/// made from, the decisions, and the engine settings they were made under.
+pub struct Served<'a> {
+    pub data: &'a DataSet,
+    pub book: &'a Book,
+    pub decisions: &'a [Decision],
+    pub config: &'a EngineConfig,
 }
 
 /// Runs every policy; `progress` is told of each day done.
 pub fn run(params: &BacktestParams, progress: &(dyn Fn(&str) + Sync)) -> Result<Report> {
+    run_serving(params, progress, &mut |_| Ok(()))
+}
+
+/// As [`run`], handing each of the loop's plans to `served` before the
+/// desk works it (`prioritize backtest --out` stores them as `serve` does).
+pub fn run_serving(
+    params: &BacktestParams,
+    progress: &(dyn Fn(&str) + Sync),
+    served: &mut dyn FnMut(Served<'_>) -> Result<()>,
+) -> Result<Report> {
     let temporary;
     let work = match &params.out {
         Some(dir) => {
@@ -381,8 +450,11 @@ pub fn run(params: &BacktestParams, progress: &(dyn Fn(&str) + Sync)) -> Result<
             retrainings: Vec::new(),
             promotions: Vec::new(),
             work: work.clone(),
+            truths: Vec::new(),
+            judged: None,
+            pending: None,
         };
-        let (run, broke) = run_policy(params, kind, &mut learner, progress)?;
+        let (run, broke) = run_policy(params, kind, &mut learner, progress, served)?;
         violations += broke;
         runs.push(run);
         retrainings.extend(learner.retrainings);
@@ -413,9 +485,15 @@ fn run_policy(
     kind: PolicyKind,
     learner: &mut Learner,
     progress: &(dyn Fn(&str) + Sync),
+    served: &mut dyn FnMut(Served<'_>) -> Result<()>,
 ) -> Result<(PolicyRun, usize)> {
     let started = std::time::Instant::now();
     let config = &params.config;
+    // The loop's exploration share before its first promotion.
+    let cold = EngineConfig {
+        explore: params.cold_explore.unwrap_or(config.explore),
+        ..config.clone()
+    };
     let mut world = LivingBook::new(LivingParams {
         accounts: params.accounts,
         seed: params.seed,
@@ -485,30 +563,40 @@ fn run_policy(
                 let decisions = policy::oracle(&values, config);
                 (book, decisions)
             }
-            PolicyKind::Loop => match &learner.champion {
-                None => {
-                    let book = rules_book(&data, config, day)?;
-                    let cold = EngineConfig {
-                        explore: params.cold_explore.unwrap_or(config.explore),
-                        ..config.clone()
-                    };
-                    let decisions = staged_with_exploration(&book, &cold);
-                    (book, decisions)
-                }
-                Some(model) => {
-                    let book = assess(&data, model, config, day, &|_| {})?;
-                    let decisions = decide(&book, config);
-                    (book, decisions)
-                }
-            },
+            PolicyKind::Loop => {
+                loop_decisions(&data, learner.champion.as_deref(), config, &cold, day)?
+            }
         };
         let index = indices(&book);
         if kind == PolicyKind::Loop {
+            served(Served {
+                data: &data,
+                book: &book,
+                decisions: &decisions,
+                config: if learner.champion.is_some() {
+                    config
+                } else {
+                    &cold
+                },
+            })
+            .with_context(|| format!("serving the loop's plan of {day}"))?;
             let keep_from = dn - (params.horizon_days + params.retrain_every) as i32;
             learner
                 .snapshots
                 .retain(|s| crate::contract::parse::date_to_days(s.day) >= keep_from);
             learner.snapshots.push(world.snapshot());
+            if params.out.is_some() {
+                let horizon = params.horizon_days as i32;
+                learner.truths.retain(|(d, _)| *d >= dn - horizon - 1);
+                let gains = index
+                    .iter()
+                    .map(|&i| {
+                        let gain = world.true_gain(i);
+                        (i, std::array::from_fn(|s| gain[s] as f32))
+                    })
+                    .collect();
+                learner.truths.push((dn, gains));
+            }
             learner
                 .log
                 .extend(index.iter().zip(&decisions).map(|(&account, d)| Logged {
@@ -529,6 +617,18 @@ fn run_policy(
             .zip(&decisions)
             .map(|(&i, d)| (i, Strategy::ALL[d.strategy]))
             .collect();
+        if kind == PolicyKind::Loop && params.out.is_some() {
+            if day_index + params.horizon_days + 1 == params.days {
+                learner.pending = Some(Pending {
+                    world: world.clone(),
+                    logged: chosen.clone(),
+                    champions: Vec::new(),
+                });
+            }
+            if let Some(pending) = &mut learner.pending {
+                pending.champions.push((dn, learner.champion.clone()));
+            }
+        }
         let report = world.advance(&chosen);
         check.check_day(&world, day, &morning, &report.contacts);
         let week = day_index / 7;
@@ -576,10 +676,125 @@ fn run_policy(
     run.seconds = started.elapsed().as_secs_f64();
     if kind == PolicyKind::Loop {
         if let Some(dir) = &params.out {
+            if let Some(pending) = learner.pending.take() {
+                learner.judged = Some(judge_day(params, &pending, &cold)?);
+            }
             keep_final_data(params, learner, &world, dir)?;
         }
     }
     Ok((run, check.violations.len()))
+}
+
+/// The loop's plan of a morning: its champion's, or before its first
+/// promotion the staged rules with the cold exploration share.
+fn loop_decisions(
+    data: &DataSet,
+    champion: Option<&Model>,
+    config: &EngineConfig,
+    cold: &EngineConfig,
+    day: NaiveDate,
+) -> Result<(Book, Vec<Decision>)> {
+    Ok(match champion {
+        None => {
+            let book = rules_book(data, config, day)?;
+            let decisions = staged_with_exploration(&book, cold);
+            (book, decisions)
+        }
+        Some(model) => {
+            let book = assess(data, model, config, day, &|_| {})?;
+            let decisions = decide(&book, config);
+            (book, decisions)
+        }
+    })
+}
+
+/// The truth of the judged day: for the logged decisions, the champion's
+/// plan without exploration (the staged rules before a promotion), the
+/// staged rules and doing nothing, the world run on from that morning with
+/// the loop deciding each later day with the champion it had that day.
+fn judge_day(params: &BacktestParams, pending: &Pending, cold: &EngineConfig) -> Result<Judged> {
+    let config = &params.config;
+    let world = &pending.world;
+    let day = world.today();
+    let data = DataSet::from_frames("backtest", world.frames()?)?;
+    let champion_on = |dn: i32| -> Option<&Model> {
+        pending
+            .champions
+            .iter()
+            .rev()
+            .find(|(d, _)| *d <= dn)
+            .and_then(|(_, m)| m.as_deref())
+    };
+    let evaluation = EngineConfig {
+        explore: 0.0,
+        ..config.clone()
+    };
+    let rules = rules_book(&data, config, day)?;
+    let accounts = indices(&rules);
+    let logged = &pending.logged;
+    anyhow::ensure!(
+        logged.iter().map(|(i, _)| *i).eq(accounts.iter().copied()),
+        "the judged morning's book is the one the loop decided on"
+    );
+    let as_chosen = |decisions: &[Decision]| -> Vec<(usize, Strategy)> {
+        accounts
+            .iter()
+            .zip(decisions)
+            .map(|(&i, d)| (i, Strategy::ALL[d.strategy]))
+            .collect()
+    };
+    let dn = crate::contract::parse::date_to_days(day);
+    let staged = as_chosen(&policy::staged(&rules, &evaluation));
+    let champion_plan = match champion_on(dn) {
+        None => staged.clone(),
+        Some(model) => {
+            let theirs = assess(&data, model, &evaluation, day, &|_| {})?;
+            let decisions = decide(&theirs, &evaluation);
+            indices(&theirs)
+                .into_iter()
+                .zip(&decisions)
+                .map(|(i, d)| (i, Strategy::ALL[d.strategy]))
+                .collect()
+        }
+    };
+    let none: Vec<(usize, Strategy)> = accounts.iter().map(|&i| (i, Strategy::None)).collect();
+    let horizon = params.horizon_days as i32;
+    let mut policies = Vec::new();
+    for (name, decisions) in [
+        ("logged", logged.to_vec()),
+        ("champion", champion_plan),
+        ("staged", staged),
+        ("none", none),
+    ] {
+        tracing::info!(%day, policy = name, "backtest: the judged day's counterfactual");
+        let mut fork = world.clone();
+        fork.advance(&decisions);
+        for _ in 1..=horizon {
+            let morning = DataSet::from_frames("backtest", fork.frames()?)?;
+            let today = fork.today();
+            let champion = champion_on(crate::contract::parse::date_to_days(today));
+            let (book, later) = loop_decisions(&morning, champion, config, cold, today)?;
+            let chosen: Vec<(usize, Strategy)> = indices(&book)
+                .into_iter()
+                .zip(&later)
+                .map(|(i, d)| (i, Strategy::ALL[d.strategy]))
+                .collect();
+            fork.advance(&chosen);
+        }
+        let cost = decisions.iter().map(|(_, s)| config.cost_units(*s)).sum();
+        policies.push(JudgedPolicy {
+            name,
+            paid_cents: fork.paid_between(&accounts, dn, dn + horizon),
+            cycle_cents: fork.paid_in_cycles(&accounts, dn, dn + horizon),
+            cost,
+            decisions,
+        });
+    }
+    Ok(Judged {
+        day,
+        accounts: accounts.len(),
+        policies,
+    })
 }
 
 /// The loop's matured decisions as the contract's `outcomes` rows:
@@ -830,7 +1045,7 @@ fn maybe_retrain(
             standard_error: as_money(se),
             held_out_rows: diffs.len(),
         });
-        learner.champion = Some(model);
+        learner.champion = Some(Arc::new(model));
     }
     if params.out.is_none() {
         let _ = std::fs::remove_dir_all(&folder);
@@ -862,5 +1077,113 @@ fn keep_final_data(
         [&mut accounts, &mut history, &mut actions, &mut outcomes],
         crate::contract::Format::Parquet,
     )?;
+    // The morning of the last day matured in the store's eyes too (the data
+    // folder is known through yesterday), with that day's outcomes and the
+    // world's truth, for `evaluate-policy --as-of` against what is true.
+    let judged = last_matured - 1;
+    let snapshot = learner
+        .snapshots
+        .iter()
+        .find(|s| crate::contract::parse::date_to_days(s.day) == judged);
+    let truth = learner.truths.iter().find(|(d, _)| *d == judged);
+    if let (Some(snapshot), Some((_, gains))) = (snapshot, truth) {
+        let [mut accounts, mut history, mut actions, _] = world.frames_on(snapshot)?;
+        let of_day: Vec<&Logged> = matured
+            .iter()
+            .copied()
+            .filter(|l| l.day == judged)
+            .collect();
+        let mut outcomes = outcomes_frame(&of_day, &payments, horizon, 0)?;
+        let day_dir = dir.join("day");
+        write_data_folder(
+            &day_dir,
+            [&mut accounts, &mut history, &mut actions, &mut outcomes],
+            crate::contract::Format::Parquet,
+        )?;
+        // The backtest's outcomes count what is paid on the decision's day
+        // and the horizon's other days; `prioritize outcomes` counts the
+        // cycles that end in the horizon's days after it (payments are known
+        // per cycle), so it sees what is paid by the last month end among them.
+        let day = crate::contract::parse::days_to_date(judged);
+        let month_end = (1..=horizon)
+            .map(|lag| day + chrono::Duration::days(i64::from(lag)))
+            .rfind(|&d| crate::simulate::month_end(d) == d);
+        let cycle_lag = month_end.map_or(0, |end| (end - day).num_days() as i32);
+        for (file, last_lag) in [
+            ("truth.parquet", horizon - 1),
+            ("truth_cycles.parquet", cycle_lag),
+        ] {
+            let mut truth = truth_frame(gains, last_lag)?;
+            crate::output::write_frame(
+                &mut truth,
+                &day_dir.join(file),
+                crate::contract::Format::Parquet,
+            )?;
+        }
+        if let Some(judged) = &learner.judged {
+            write_judged(judged, params.horizon_days, &day_dir)?;
+        }
+    }
     Ok(())
+}
+
+/// `DIR/day/decisions-POLICY.csv` (for `evaluate-policy --decisions`) and
+/// `DIR/day/counterfactual.json`: each policy's true mean net money a
+/// decision, as each kind of outcomes counts it.
+fn write_judged(judged: &Judged, horizon: usize, dir: &Path) -> Result<()> {
+    let n = judged.accounts.max(1) as i64;
+    let mut rows = Vec::new();
+    for p in &judged.policies {
+        let file = dir.join(format!("decisions-{}.csv", p.name));
+        let mut text = String::from("account_id,strategy\n");
+        for (i, s) in &p.decisions {
+            text.push_str(&format!("{},{}\n", LivingBook::id(*i), s.as_str()));
+        }
+        crate::output::write_text(&file, &text)?;
+        rows.push(serde_json::json!({
+            "policy": p.name,
+            "decisions": file.file_name().map(|f| f.to_string_lossy().to_string()),
+            "mean_net": money((p.paid_cents * 100 - p.cost) / n).to_string(),
+            "mean_net_cycles": money((p.cycle_cents * 100 - p.cost) / n).to_string(),
+        }));
+    }
+    let report = serde_json::json!({
+        "day": judged.day,
+        "accounts": judged.accounts,
+        "horizon_days": horizon,
+        "policies": rows,
+    });
+    crate::output::write_text(
+        &dir.join("counterfactual.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )
+}
+
+/// The truth file `evaluate-policy --truth` reads: for each account and
+/// strategy, `p_*` = 1 and `amount_*` = the strategy's true gain over doing
+/// nothing (in currency units) paid at most `last_lag` days after the
+/// decision, so that a policy's true value is its uplift over `none` net of
+/// its costs.
+fn truth_frame(gains: &[(usize, [f32; K])], last_lag: i32) -> PolarsResult<DataFrame> {
+    let mut columns = vec![Column::new(
+        "account_id".into(),
+        gains
+            .iter()
+            .map(|(i, _)| LivingBook::id(*i))
+            .collect::<Vec<_>>(),
+    )];
+    for (s, strategy) in Strategy::ALL.iter().enumerate() {
+        columns.push(Column::new(
+            format!("p_{strategy}").into(),
+            vec![1.0f64; gains.len()],
+        ));
+        columns.push(Column::new(
+            format!("amount_{strategy}").into(),
+            gains
+                .iter()
+                .map(|(_, g)| f64::from(g[s]) / 100.0 * share_paid_by(*strategy, last_lag))
+                .collect::<Vec<f64>>(),
+        ));
+    }
+    DataFrame::new(columns)
 }

@@ -1,14 +1,17 @@
 //! `prioritize backtest`: the learning loop, the staged rules and the oracle
 //! run day after day on the same living book.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::backtest::{self, BacktestParams, Report, CAPACITY_SHARES};
+use crate::backtest::{self, BacktestParams, Report, Served, CAPACITY_SHARES};
 use crate::cli::BacktestArgs;
 use crate::model::TrainParams;
 use crate::output::write_durably;
+use crate::serve::planning;
+use crate::serve::store::{self, LiveRules, PlanMeta};
 
 pub fn run(args: BacktestArgs) -> Result<String> {
     if args.accounts < 50 {
@@ -67,10 +70,18 @@ pub fn run(args: BacktestArgs) -> Result<String> {
     params.train.trees.iterations = args.trees as usize;
     let started = Instant::now();
     let bar = super::counter((params.days * policies.len()) as u64, "days");
-    let report = backtest::run(&params, &|message: &str| {
+    let progress = |message: &str| {
         bar.inc(1);
         bar.set_message(message.to_string());
-    })?;
+    };
+    let (report, stored) = match &args.out {
+        None => (backtest::run(&params, &progress)?, None),
+        Some(dir) => {
+            let mut store = LoopStore::open(dir)?;
+            let report = backtest::run_serving(&params, &progress, &mut |s| store.serve(s))?;
+            (report, Some(store.close()?))
+        }
+    };
     bar.finish_and_clear();
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -80,7 +91,101 @@ pub fn run(args: BacktestArgs) -> Result<String> {
         })
         .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(summary(&report, started.elapsed().as_secs_f64()))
+    let mut text = summary(&report, started.elapsed().as_secs_f64());
+    if let Some(stored) = stored {
+        text.push('\n');
+        text.push_str(&stored);
+    }
+    Ok(text)
+}
+
+/// The loop's store: each morning's plan stored, activated and the old ones
+/// pruned exactly as `serve` does with a plan it builds, so that
+/// `prioritize outcomes --db DIR/prioritize.db` reads what the loop decided.
+struct LoopStore {
+    runtime: tokio::runtime::Runtime,
+    store: std::sync::Arc<dyn store::Store>,
+    path: PathBuf,
+    days: usize,
+    accounts: usize,
+    seconds: f64,
+}
+
+impl LoopStore {
+    fn open(dir: &Path) -> Result<LoopStore> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("prioritize.db");
+        // A new run starts a new store: an old run's plans would mix with its outcomes.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", file.display())),
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let url = format!("sqlite://{}", path.display());
+        let store = runtime
+            .block_on(store::open(&url))
+            .with_context(|| format!("opening the store {url}"))?;
+        Ok(LoopStore {
+            runtime,
+            store,
+            path,
+            days: 0,
+            accounts: 0,
+            seconds: 0.0,
+        })
+    }
+
+    fn serve(&mut self, served: Served<'_>) -> Result<()> {
+        let started = Instant::now();
+        let built =
+            planning::from_decisions(served.data, served.book, served.decisions, served.config)?;
+        let meta = PlanMeta {
+            plan_id: 0,
+            created_at: chrono::Utc::now().timestamp_micros(),
+            day: built.day,
+            model_version: built.model_version.clone(),
+            data_hash: format!("backtest-{}", built.day),
+            accounts: built.rows.len() as i64,
+            summary: serde_json::to_string(&built.summary)?,
+        };
+        let rules = LiveRules::new(&served.config.rules);
+        self.runtime.block_on(async {
+            let plan_id = self.store.insert_plan(&meta, &built.rows).await?;
+            self.store.activate_plan(plan_id, &rules).await?;
+            self.store.prune_plans().await?;
+            anyhow::Ok(())
+        })?;
+        self.days += 1;
+        self.accounts += built.rows.len();
+        self.seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Closes the store; says what it holds.
+    fn close(self) -> Result<String> {
+        self.runtime.block_on(self.store.close());
+        let bytes = std::fs::metadata(&self.path)
+            .with_context(|| format!("reading {}", self.path.display()))?
+            .len();
+        let per_day = bytes / self.days.max(1) as u64;
+        Ok(format!(
+            "the loop's store {}: {} plans ({} decisions) stored in {:.1} s, {:.1} MB ({:.2} MB a day, {:.0} bytes a decision)",
+            self.path.display(),
+            self.days,
+            self.accounts,
+            self.seconds,
+            bytes as f64 / 1e6,
+            per_day as f64 / 1e6,
+            bytes as f64 / self.accounts.max(1) as f64
+        ))
+    }
 }
 
 /// The figures as a table.

@@ -52,7 +52,7 @@ pub fn run(args: OutcomesArgs) -> Result<String> {
     bar.finish_and_clear();
     let rows = frame.height();
     let paid_rows = frame.column("paid")?.bool()?.sum().unwrap_or(0);
-    Ok(format!(
+    let mut summary = format!(
         "{rows} outcomes from the decisions of {} days ({} to {}; {paid_rows} paid) → {}\n\
          {} decisions not yet matured (horizon {horizon} days, payments known through {through}) left out",
         built.days.len(),
@@ -60,5 +60,13 @@ pub fn run(args: OutcomesArgs) -> Result<String> {
         built.days.last().map_or("-".into(), |d| d.to_string()),
         path.display(),
         built.pending,
-    ))
+    );
+    if horizon < 28 {
+        summary.push_str(&format!(
+            "\nwarning: payments are known per billing cycle, and a horizon of {horizon} days can hold \
+             no cycle end: such decisions count no money (only a `paid` action marks them paid). \
+             A horizon of a cycle or more (the default 30) sees every decision's money."
+        ));
+    }
+    Ok(summary)
 }

@@ -174,6 +174,22 @@ pub fn build(
     })
 }
 
+/// A plan from decisions made elsewhere (the backtest's mornings), stored
+/// exactly as `build` stores its own; no calibration is attached.
+pub fn from_decisions(
+    data: &DataSet,
+    book: &Book,
+    decisions: &[Decision],
+    config: &EngineConfig,
+) -> Result<Built, PlanError> {
+    Ok(Built {
+        day: book.day,
+        model_version: book.model_version.clone(),
+        rows: rows(data, book, decisions, config)?,
+        summary: summarise(book, decisions, config),
+    })
+}
+
 fn rows(
     data: &DataSet,
     book: &Book,

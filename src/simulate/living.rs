@@ -42,6 +42,29 @@ const ARRIVAL_CYCLES: usize = 12;
 /// one-shot simulator's truth: 80–100 %).
 const PAID_SHARE: f64 = 0.9;
 
+/// Days after the contact a responder pays (after a promise, its date),
+/// drawn uniformly.
+fn pay_lag(strategy: Strategy) -> std::ops::RangeInclusive<i32> {
+    match strategy {
+        Strategy::Call | Strategy::SettlementOffer | Strategy::InstallmentPlan => 1..=5,
+        Strategy::SmsReminder | Strategy::EmailReminder => 1..=3,
+        Strategy::FieldVisit => 1..=7,
+        Strategy::DemandLetter => 3..=10,
+        Strategy::Legal => 7..=21,
+        Strategy::Agency => 10..=30,
+        Strategy::None => 0..=0,
+    }
+}
+
+/// The share of a strategy's responders who pay at most `last_lag` days
+/// after the contact: the part of [`LivingBook::true_gain`] an outcome
+/// window ending that many days after the decision sees.
+pub fn share_paid_by(strategy: Strategy, last_lag: i32) -> f64 {
+    let lags = pay_lag(strategy);
+    let (lo, hi) = (*lags.start(), *lags.end());
+    f64::from((hi.min(last_lag) - lo + 1).max(0)) / f64::from(hi - lo + 1)
+}
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct LivingParams {
@@ -111,6 +134,7 @@ pub struct DayReport {
     pub arrivals: usize,
 }
 
+#[derive(Clone)]
 struct Member {
     life: Life,
     exit: Option<Exit>,
@@ -134,7 +158,9 @@ pub struct Snapshot {
     actions: usize,
 }
 
-/// The book and everything that happened to it.
+/// The book and everything that happened to it (a clone carries on as a
+/// world of its own, with the same luck: a counterfactual).
+#[derive(Clone)]
 pub struct LivingBook {
     params: LivingParams,
     today: NaiveDate,
@@ -265,6 +291,35 @@ impl LivingBook {
             cycles: self.tables.cycles.len(),
             actions: self.tables.actions.len(),
         }
+    }
+
+    /// Collections money (cents) paid by `accounts` on days `from..until`.
+    pub fn paid_between(&self, accounts: &[usize], from: i32, until: i32) -> i64 {
+        let mut of = vec![false; self.members.len()];
+        for &i in accounts {
+            of[i] = true;
+        }
+        self.payments
+            .iter()
+            .filter(|p| p.collections && of[p.account] && p.day >= from && p.day < until)
+            .map(|p| p.cents)
+            .sum()
+    }
+
+    /// `amount_paid` (cents) of `accounts`' billing cycles ending after
+    /// `after` up to and including `through`: what `prioritize outcomes`
+    /// counts for a decision of day `after` with horizon `through - after`.
+    pub fn paid_in_cycles(&self, accounts: &[usize], after: i32, through: i32) -> i64 {
+        let mut of = vec![false; self.members.len()];
+        for &i in accounts {
+            of[i] = true;
+        }
+        self.tables
+            .cycles
+            .iter()
+            .filter(|c| of[c.account] && c.cycle_end > after && c.cycle_end <= through)
+            .map(|c| c.amount_paid)
+            .sum()
     }
 
     /// The data folder exactly as it was handed over on the morning of
@@ -619,7 +674,7 @@ impl LivingBook {
         let outcome: &'static str = match strategy {
             Strategy::Call | Strategy::SettlementOffer | Strategy::InstallmentPlan => {
                 if responds {
-                    let lag = rng.random_range(1..=5);
+                    let lag = rng.random_range(pay_lag(strategy));
                     promise = Some((amount, lag));
                     pay_after = Some(lag);
                     "promise_to_pay"
@@ -646,14 +701,14 @@ impl LivingBook {
                     "undeliverable"
                 } else {
                     if responds {
-                        pay_after = Some(rng.random_range(1..=3));
+                        pay_after = Some(rng.random_range(pay_lag(strategy)));
                     }
                     "delivered"
                 }
             }
             Strategy::FieldVisit => {
                 if responds {
-                    pay_after = Some(rng.random_range(1..=7));
+                    pay_after = Some(rng.random_range(pay_lag(strategy)));
                     "right_party_contact"
                 } else if rng.random::<f64>() < 0.5 {
                     "right_party_contact"
@@ -663,11 +718,7 @@ impl LivingBook {
             }
             Strategy::DemandLetter | Strategy::Legal | Strategy::Agency => {
                 if responds {
-                    pay_after = Some(match strategy {
-                        Strategy::DemandLetter => rng.random_range(3..=10),
-                        Strategy::Legal => rng.random_range(7..=21),
-                        _ => rng.random_range(10..=30),
-                    });
+                    pay_after = Some(rng.random_range(pay_lag(strategy)));
                 }
                 "delivered"
             }

@@ -11,6 +11,7 @@ use crate::strategy::rules::{AccountState, RuleConfig};
 /// Money in the simulator's output has cents: `Decimal(18, 2)`.
 const SCALE: usize = 2;
 
+#[derive(Clone)]
 pub struct CycleRow {
     pub account: usize,
     pub cycle_end: i32,
@@ -45,7 +46,7 @@ pub struct AccountRow {
 }
 
 /// Everything one chunk of accounts produced.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ChunkTables {
     pub accounts: Vec<AccountRow>,
     pub cycles: Vec<CycleRow>,
@@ -60,6 +61,7 @@ pub struct ChunkTables {
 }
 
 /// The simulator's hidden truth for one account on the as-of day.
+#[derive(Clone)]
 pub struct TruthRow {
     pub account: usize,
     pub p_pay: [f64; 10],
