@@ -213,12 +213,7 @@ struct Logged {
 fn rules_book(data: &DataSet, config: &EngineConfig, day: NaiveDate) -> Result<Book> {
     let states = account_states(data, day, &config.rules)?;
     let accounts = &data.accounts;
-    let ids: Vec<String> = accounts
-        .column("account_id")?
-        .str()?
-        .iter()
-        .map(|s| s.unwrap_or("").to_string())
-        .collect();
+    let ids = strings(accounts, "account_id")?;
     let n = ids.len();
     let blocked: Vec<[Option<Rule>; K]> = states
         .iter()
@@ -230,12 +225,7 @@ fn rules_book(data: &DataSet, config: &EngineConfig, day: NaiveDate) -> Result<B
         .iter()
         .map(|b| std::array::from_fn(|s| b[s].is_none().then_some(0)))
         .collect();
-    let currency: Vec<String> = accounts
-        .column("currency")?
-        .str()?
-        .iter()
-        .map(|c| c.unwrap_or("").to_string())
-        .collect();
+    let currency = strings(accounts, "currency")?;
     Ok(Book {
         day,
         currency,
@@ -259,6 +249,16 @@ fn rules_book(data: &DataSet, config: &EngineConfig, day: NaiveDate) -> Result<B
         challenger: None,
         by_challenger: vec![false; n],
     })
+}
+
+/// A string column's values (missing as empty).
+fn strings(frame: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
+    Ok(frame
+        .column(name)?
+        .str()?
+        .iter()
+        .map(|v| v.unwrap_or("").to_string())
+        .collect())
 }
 
 /// The staged rules with the exploration share: explored accounts draw
