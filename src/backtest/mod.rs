@@ -356,9 +356,6 @@ struct Learner {
     retrainings: Vec<Retrain>,
     promotions: Vec<Promoted>,
     work: PathBuf,
-    /// With `--out`: each recent morning's true gain of every strategy, by
-    /// account (for `DIR/day/truth.parquet`).
-    truths: Vec<(i32, Gains)>,
     /// With `--out`: what several policies on the judged day would truly
     /// have brought (see [`Judged`]).
     judged: Option<Judged>,
@@ -385,6 +382,9 @@ type Gains = Vec<(usize, [f32; K])>;
 struct Judged {
     day: NaiveDate,
     accounts: usize,
+    /// Each account's true gain of every strategy that morning (for the
+    /// truth files).
+    gains: Gains,
     policies: Vec<JudgedPolicy>,
 }
 
@@ -450,7 +450,6 @@ pub fn run_serving(
             retrainings: Vec::new(),
             promotions: Vec::new(),
             work: work.clone(),
-            truths: Vec::new(),
             judged: None,
             pending: None,
         };
@@ -585,18 +584,6 @@ fn run_policy(
                 .snapshots
                 .retain(|s| crate::contract::parse::date_to_days(s.day) >= keep_from);
             learner.snapshots.push(world.snapshot());
-            if params.out.is_some() {
-                let horizon = params.horizon_days as i32;
-                learner.truths.retain(|(d, _)| *d >= dn - horizon - 1);
-                let gains = index
-                    .iter()
-                    .map(|&i| {
-                        let gain = world.true_gain(i);
-                        (i, std::array::from_fn(|s| gain[s] as f32))
-                    })
-                    .collect();
-                learner.truths.push((dn, gains));
-            }
             learner
                 .log
                 .extend(index.iter().zip(&decisions).map(|(&account, d)| Logged {
@@ -790,9 +777,17 @@ fn judge_day(params: &BacktestParams, pending: &Pending, cold: &EngineConfig) ->
             decisions,
         });
     }
+    let gains = accounts
+        .iter()
+        .map(|&i| {
+            let gain = world.true_gain(i);
+            (i, std::array::from_fn(|s| gain[s] as f32))
+        })
+        .collect();
     Ok(Judged {
         day,
         accounts: accounts.len(),
+        gains,
         policies,
     })
 }
@@ -1085,8 +1080,11 @@ fn keep_final_data(
         .snapshots
         .iter()
         .find(|s| crate::contract::parse::date_to_days(s.day) == judged);
-    let truth = learner.truths.iter().find(|(d, _)| *d == judged);
-    if let (Some(snapshot), Some((_, gains))) = (snapshot, truth) {
+    let truth = learner
+        .judged
+        .as_ref()
+        .filter(|j| crate::contract::parse::date_to_days(j.day) == judged);
+    if let (Some(snapshot), Some(truth)) = (snapshot, truth) {
         let [mut accounts, mut history, mut actions, _] = world.frames_on(snapshot)?;
         let of_day: Vec<&Logged> = matured
             .iter()
@@ -1113,16 +1111,14 @@ fn keep_final_data(
             ("truth.parquet", horizon - 1),
             ("truth_cycles.parquet", cycle_lag),
         ] {
-            let mut truth = truth_frame(gains, last_lag)?;
+            let mut frame = truth_frame(&truth.gains, last_lag)?;
             crate::output::write_frame(
-                &mut truth,
+                &mut frame,
                 &day_dir.join(file),
                 crate::contract::Format::Parquet,
             )?;
         }
-        if let Some(judged) = &learner.judged {
-            write_judged(judged, params.horizon_days, &day_dir)?;
-        }
+        write_judged(truth, params.horizon_days, &day_dir)?;
     }
     Ok(())
 }
