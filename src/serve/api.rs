@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::planning::ActionRow;
 use super::problem::{Body, Problem, Query};
-use super::store::{Change, Item, NewAction, StoreError, StoredAction};
+use super::store::{Change, Item, LeaseAsk, LeaseReply, NewAction, StoreError, StoredAction};
 use super::{App, Role, RunInfo};
 use crate::contract::parse::{money_to_decimal, parse_money};
 use crate::contract::schema::{ACTION_OUTCOMES, CHANNELS};
@@ -110,6 +110,55 @@ fn parse_cursor(text: &str) -> Result<(i64, i64), Problem> {
     ))
 }
 
+/// A page rendered from queues in memory; `stale` adds the header
+/// `Prioritize-Stale: true` (the store is unreachable, the page may miss
+/// changes committed just before).
+fn page_from_memory(
+    snapshot: &super::queues::Snapshot,
+    stale: bool,
+    strategy: Strategy,
+    cursor: Option<(i64, i64)>,
+    limit: i64,
+    now: i64,
+    agent_id: Option<&str>,
+) -> Result<Response, Problem> {
+    let after = match cursor {
+        Some((plan, _)) if plan != snapshot.plan_id => {
+            return Err(StoreError::StaleCursor(plan).into())
+        }
+        Some((_, rank)) => rank,
+        None => 0,
+    };
+    // The items are rendered once per plan; a page only joins them.
+    let mut body = String::with_capacity(64 + 320 * limit as usize);
+    body.push_str(r#"{"strategy":""#);
+    body.push_str(strategy.as_str());
+    body.push_str(r#"","plan_id":"#);
+    body.push_str(&snapshot.plan_id.to_string());
+    body.push_str(r#","items":["#);
+    let (_, next) = snapshot.page(strategy, after, limit as usize, now, agent_id, &mut body);
+    body.push_str(r#"],"next_cursor":"#);
+    match next {
+        Some(rank) => body.push_str(&format!("\"{}.{rank}\"", snapshot.plan_id)),
+        None => body.push_str("null"),
+    }
+    body.push('}');
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if stale {
+        response
+            .headers_mut()
+            .insert("prioritize-stale", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
 /// A strategy's queue in rank order.
 #[utoipa::path(get, path = "/v1/worklists/{strategy}", tag = "worklists",
     params(("strategy" = String, Path, description = "a strategy of the contract"), WorklistQuery),
@@ -118,6 +167,7 @@ fn parse_cursor(text: &str) -> Result<(i64, i64), Problem> {
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem, description = "no such strategy"),
         (status = 409, body = Problem, description = "the cursor's plan was replaced"),
+        (status = 503, body = Problem, description = "no plan yet, or the store unreachable with no queues in memory (header Retry-After)"),
     ),
     security(("bearer" = [])))]
 pub async fn worklist(
@@ -137,45 +187,23 @@ pub async fn worklist(
     }
     let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
     let now = now_micros();
-    if let Some(snapshot) = app.fresh_queues().await {
-        let after = match cursor {
-            Some((plan, _)) if plan != snapshot.plan_id => {
-                return Err(StoreError::StaleCursor(plan).into())
-            }
-            Some((_, rank)) => rank,
-            None => 0,
-        };
-        // The items are rendered once per plan; a page only joins them.
-        let mut body = String::with_capacity(64 + 320 * limit as usize);
-        body.push_str(r#"{"strategy":""#);
-        body.push_str(strategy.as_str());
-        body.push_str(r#"","plan_id":"#);
-        body.push_str(&snapshot.plan_id.to_string());
-        body.push_str(r#","items":["#);
-        let (_, next) = snapshot.page(
+    let snapshot = match app.pages().await {
+        super::Pages::Fresh(snapshot) => Some((snapshot, false)),
+        super::Pages::Stale(snapshot) => Some((snapshot, true)),
+        super::Pages::Store => None,
+    };
+    if let Some((snapshot, stale)) = snapshot {
+        return page_from_memory(
+            &snapshot,
+            stale,
             strategy,
-            after,
-            limit as usize,
+            cursor,
+            limit,
             now,
             query.agent_id.as_deref(),
-            &mut body,
         );
-        body.push_str(r#"],"next_cursor":"#);
-        match next {
-            Some(rank) => body.push_str(&format!("\"{}.{rank}\"", snapshot.plan_id)),
-            None => body.push_str("null"),
-        }
-        body.push('}');
-        return Ok((
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response());
     }
-    let (plan_id, mut items) = app
+    let listed = app
         .store
         .worklist(
             strategy.as_str(),
@@ -184,7 +212,28 @@ pub async fn worklist(
             now,
             query.agent_id.as_deref(),
         )
-        .await?;
+        .await;
+    let (plan_id, mut items) = match listed {
+        Ok(listed) => listed,
+        Err(e) => {
+            app.store_failed(&e);
+            let problem = Problem::from(e);
+            // The store is away: the last queues in memory still serve.
+            let away = problem.kind == "/problems/store-unavailable";
+            return match (away, app.queues.last()) {
+                (true, Some(snapshot)) => page_from_memory(
+                    &snapshot,
+                    true,
+                    strategy,
+                    cursor,
+                    limit,
+                    now,
+                    query.agent_id.as_deref(),
+                ),
+                _ => Err(problem),
+            };
+        }
+    };
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     let next_cursor = match (more, items.last()) {
@@ -235,14 +284,115 @@ pub struct Leases {
     pub leases: Vec<Lease>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseQuery {
+    /// The agent that holds the lease (required with a collector key; a
+    /// manager key may release anyone's).
+    pub agent_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Released {
+    pub account_id: String,
+    pub strategy: String,
+    /// The agent whose lease ended.
+    pub agent_id: String,
+    pub plan_id: i64,
+}
+
+/// Ends a lease before it expires, so the account is free for the next lease:
+/// only its holder (collector, naming `agent_id`) or a manager may.
+#[utoipa::path(delete, path = "/v1/worklists/{strategy}/leases/{account_id}", tag = "worklists",
+    params(("strategy" = String, Path, description = "a strategy of the contract"),
+        ("account_id" = String, Path), ReleaseQuery),
+    responses(
+        (status = 200, body = Released),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "the lease is another agent's, or the key is neither collector nor manager"),
+        (status = 404, body = Problem, description = "no such queue or account, or no live lease"),
+        (status = 422, body = Problem, description = "a collector key without agent_id"),
+        (status = 503, body = Problem, description = "the store is unreachable (header Retry-After)"),
+    ),
+    security(("bearer" = [])))]
+pub async fn release_lease(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((strategy, account_id)): Path<(String, String)>,
+    Query(query): Query<ReleaseQuery>,
+) -> Result<Json<Released>, Problem> {
+    let manager = app.holds(&headers, Role::Manager);
+    app.authorize(
+        &headers,
+        if manager {
+            Role::Manager
+        } else {
+            Role::Collector
+        },
+    )?;
+    let strategy = strategy_of(&strategy)?;
+    let agent = match (&query.agent_id, manager) {
+        (Some(agent), _) if agent.trim().is_empty() || agent.len() > 200 => {
+            return Err(Problem::field("agent_id", "expected 1–200 characters"))
+        }
+        (Some(agent), _) => Some(agent.as_str()),
+        (None, true) => None,
+        (None, false) => {
+            return Err(Problem::field(
+                "agent_id",
+                "is required: a collector releases its own lease",
+            ))
+        }
+    };
+    let now = Utc::now().timestamp_micros();
+    let (plan_id, holder) = app
+        .store
+        .release(strategy.as_str(), &account_id, agent, now)
+        .await?;
+    app.committed(Change::Released {
+        plan: plan_id,
+        account: account_id.clone(),
+    });
+    // Free for the very next lease, not only once its naming has lapsed.
+    if let Some(queues) = app.queues.serving() {
+        queues.release_reservations(std::slice::from_ref(&account_id));
+    }
+    Ok(Json(Released {
+        account_id,
+        strategy: strategy.as_str().to_string(),
+        agent_id: holder,
+        plan_id,
+    }))
+}
+
+/// The request's `Idempotency-Key`, if any.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    match headers.get("idempotency-key") {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    Problem::field("Idempotency-Key", "expected 1–255 visible ASCII characters")
+                })?;
+            Ok(Some(key.to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Leases the next accounts of a queue to an agent.
 #[utoipa::path(post, path = "/v1/worklists/{strategy}/leases", tag = "worklists",
-    params(("strategy" = String, Path, description = "a strategy of the contract")),
+    params(("strategy" = String, Path, description = "a strategy of the contract"),
+        ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key (in this queue) gets the first reply's leases")),
     request_body = LeaseRequest,
     responses(
-        (status = 200, body = Leases, description = "possibly fewer than asked: the queue's end, or (for calls) accounts outside calling hours"),
+        (status = 200, body = Leases, description = "possibly fewer than asked: the queue's end, or (for calls) accounts outside calling hours; a retry with the same Idempotency-Key returns the first leases (header Idempotent-Replayed: true)"),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem),
+        (status = 422, body = Problem, description = "a bad field, or a reused Idempotency-Key with another body"),
+        (status = 503, body = Problem, description = "the store is unreachable (header Retry-After)"),
     ),
     security(("bearer" = [])))]
 pub async fn lease(
@@ -250,8 +400,9 @@ pub async fn lease(
     headers: HeaderMap,
     Path(strategy): Path<String>,
     Body(request): Body<LeaseRequest>,
-) -> Result<Json<Leases>, Problem> {
+) -> Result<Response, Problem> {
     app.authorize(&headers, Role::Collector)?;
+    let key = idempotency_key(&headers)?;
     let strategy = strategy_of(&strategy)?;
     if request.agent_id.trim().is_empty() || request.agent_id.len() > 200 {
         return Err(Problem::field("agent_id", "expected 1–200 characters"));
@@ -293,23 +444,34 @@ pub async fn lease(
             zones.as_deref(),
         )
     });
+    let hash = key.as_ref().map(|_| {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(format!(
+            "{}\n{}\n{ttl}",
+            request.agent_id, request.count
+        )))
+    });
+    let ask = LeaseAsk {
+        strategy: strategy.as_str(),
+        agent: &request.agent_id,
+        count: request.count,
+        ttl_micros: ttl * 1_000_000,
+        now: now.timestamp_micros(),
+        idempotency: key.as_deref().zip(hash.as_deref()),
+    };
     let leased = app
         .store
-        .lease(
-            strategy.as_str(),
-            &request.agent_id,
-            request.count,
-            ttl * 1_000_000,
-            now.timestamp_micros(),
-            zones.as_deref(),
-            candidates.as_deref(),
-        )
+        .lease(&ask, zones.as_deref(), candidates.as_deref())
         .await;
     // What was named but not leased is free for the next lease to name.
     if let (Some(queues), Some(named)) = (&queues, &candidates) {
         let got: Vec<&str> = match &leased {
-            Ok((_, leased)) => leased.iter().map(|l| l.item.account_id.as_str()).collect(),
-            Err(_) => Vec::new(),
+            Ok(reply) if !reply.replayed => reply
+                .leased
+                .iter()
+                .map(|l| l.item.account_id.as_str())
+                .collect(),
+            _ => Vec::new(),
         };
         let missed: Vec<String> = named
             .iter()
@@ -318,8 +480,13 @@ pub async fn lease(
             .collect();
         queues.release_reservations(&missed);
     }
-    let (plan_id, leased) = leased?;
-    if let Some(first) = leased.first() {
+    let LeaseReply {
+        plan_id,
+        leased,
+        replayed,
+    } = leased?;
+    // A replay's leases were announced when they were first handed out.
+    if let (false, Some(first)) = (replayed, leased.first()) {
         app.committed(Change::Leased {
             plan: plan_id,
             agent: request.agent_id.clone(),
@@ -327,8 +494,10 @@ pub async fn lease(
             accounts: leased.iter().map(|l| l.item.account_id.clone()).collect(),
         });
     }
-    app.metrics.leases.inc_by(leased.len() as u64);
-    Ok(Json(Leases {
+    if !replayed {
+        app.metrics.leases.inc_by(leased.len() as u64);
+    }
+    let mut response = Json(Leases {
         leases: leased
             .iter()
             .map(|l| {
@@ -347,7 +516,14 @@ pub async fn lease(
                 }
             })
             .collect(),
-    }))
+    })
+    .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// An `actions` row to record.
@@ -419,7 +595,11 @@ fn record_of(stored: &StoredAction, blocked: &[(String, String)]) -> ActionRecor
 }
 
 /// Checks an action body field by field.
-pub fn validate_action(request: &ActionRequest, now: DateTime<Utc>) -> Result<NewAction, Problem> {
+pub fn validate_action(
+    request: &ActionRequest,
+    now: DateTime<Utc>,
+    max_promise_days: i32,
+) -> Result<NewAction, Problem> {
     let at = DateTime::parse_from_rfc3339(&request.at).map_err(|_| {
         Problem::field(
             "at",
@@ -489,6 +669,18 @@ pub fn validate_action(request: &ActionRequest, now: DateTime<Utc>) -> Result<Ne
             }
             None => None,
         };
+    if let Some(day) = promised_on {
+        let ahead = (day - at.date_naive()).num_days();
+        if ahead > i64::from(max_promise_days) {
+            return Err(Problem::field(
+                "promised_on",
+                format!(
+                    "{day} is {ahead} days after the action; a promise may be at most \
+                     {max_promise_days} days ahead ([rules] max_promise_days)"
+                ),
+            ));
+        }
+    }
     if let Some(agent) = &request.agent_id {
         if agent.len() > 200 {
             return Err(Problem::field(
@@ -527,21 +719,9 @@ pub async fn record_action(
     Body(request): Body<ActionRequest>,
 ) -> Result<Response, Problem> {
     app.authorize(&headers, Role::Collector)?;
-    let key = match headers.get("idempotency-key") {
-        Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    Problem::field("Idempotency-Key", "expected 1–255 visible ASCII characters")
-                })?;
-            Some(key.to_string())
-        }
-        None => None,
-    };
+    let key = idempotency_key(&headers)?;
     let now = Utc::now();
-    let action = validate_action(&request, now)?;
+    let action = validate_action(&request, now, app.config.rules.max_promise_days)?;
     let recorded = app
         .store
         .record_action(
@@ -1044,7 +1224,7 @@ impl utoipa::Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "prioritize", description = "Ranked collection worklists, leases, actions, segments and models."),
-    paths(healthz, readyz, metrics, worklist, lease, record_action, account, super::segments::segments, models,
+    paths(healthz, readyz, metrics, worklist, lease, release_lease, record_action, account, super::segments::segments, models,
         activate_model, outcomes, start_run, get_run),
     modifiers(&Security),
     tags(

@@ -15,18 +15,22 @@ pub mod queues;
 pub mod segments;
 pub mod store;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwapOption;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use chrono::{NaiveDate, Utc};
 use prometheus::{
@@ -47,7 +51,7 @@ use crate::strategy::config::EngineConfig;
 use crate::strategy::plan::Arms;
 use problem::Problem;
 use queues::{Freshness, Queues, Snapshot};
-use store::{Backend, Change, LiveRules, PlanMeta, Store};
+use store::{Backend, Change, LiveRules, PlanMeta, Store, StoreError};
 
 /// Roles of the contract; admin has every role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +205,8 @@ pub struct App {
     pub config: EngineConfig,
     pub live_rules: LiveRules,
     keys: Vec<(String, Role)>,
+    /// By key hash, when `[limits] per_key_per_second` is set.
+    limiters: HashMap<String, governor::DefaultDirectRateLimiter>,
     pub options: ServeOptions,
     pub live: ArcSwapOption<Live>,
     pub runs: Mutex<Vec<RunInfo>>,
@@ -211,9 +217,44 @@ pub struct App {
     freshness: Option<Freshness>,
     /// One snapshot load at a time.
     loading: tokio::sync::Mutex<()>,
+    /// With PostgreSQL: until when (Unix µs) pages come from memory without
+    /// asking the store, which was just found unreachable. A reconnected
+    /// listener clears it.
+    store_down_until: AtomicI64,
+}
+
+/// How long pages skip the store after it was found unreachable.
+const STORE_DOWN_MICROS: i64 = 2_000_000;
+
+/// Where a page read comes from.
+pub enum Pages {
+    /// The queues in memory, up to date with every committed change.
+    Fresh(Arc<Snapshot>),
+    /// The store cannot be reached: the last queues in memory, which may miss
+    /// changes other replicas committed just before it went away.
+    Stale(Arc<Snapshot>),
+    /// Ask the store.
+    Store,
 }
 
 impl App {
+    /// Whether the request's key holds `role` (or admin); no error, no rate
+    /// counted: for endpoints that more than one role may call.
+    pub fn holds(&self, headers: &HeaderMap, role: Role) -> bool {
+        let Some(key) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+        else {
+            return false;
+        };
+        let hash = key_hash(key);
+        self.keys
+            .iter()
+            .any(|(h, r)| *h == hash && (*r == role || *r == Role::Admin))
+    }
+
     /// Checks the bearer key against the configured hashes.
     pub fn authorize(&self, headers: &HeaderMap, role: Role) -> Result<Role, Problem> {
         let unauthorized =
@@ -237,6 +278,24 @@ impl App {
             .collect();
         if held.is_empty() {
             return Err(unauthorized("the key is not known to this server"));
+        }
+        if let Some(limiter) = self.limiters.get(&hash) {
+            if let Err(not_until) = limiter.check() {
+                use governor::clock::{Clock, DefaultClock};
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let seconds = u32::try_from(wait.as_secs())
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1);
+                return Err(Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    format!(
+                        "this key is over its {} requests a second ([limits] per_key_per_second); retry after {seconds} s",
+                        self.config.limits.per_key_per_second.unwrap_or_default()
+                    ),
+                )
+                .retry_after(seconds));
+            }
         }
         if held.iter().any(|&r| r == role || r == Role::Admin) {
             Ok(role)
@@ -266,25 +325,62 @@ impl App {
     }
 
     /// The queues to serve a page from, up to date with every change
-    /// committed before the call; `None` means: ask the store.
+    /// committed before the call, or the last ones while the store is down.
+    pub async fn pages(&self) -> Pages {
+        let Some(freshness) = &self.freshness else {
+            return self.queues.serving().map_or(Pages::Store, Pages::Fresh);
+        };
+        if self.store_down() {
+            return self.queues.last().map_or(Pages::Store, Pages::Stale);
+        }
+        if self.queues.serving().is_none() {
+            return Pages::Store;
+        }
+        let store = &self.store;
+        let heard = freshness
+            .wait(|n| async move {
+                match store.send_marker(freshness.replica(), n).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        self.store_failed(&e);
+                        tracing::warn!(error = %e, "sending a freshness marker");
+                        false
+                    }
+                }
+            })
+            .await;
+        match (heard, self.queues.serving()) {
+            (true, Some(snapshot)) => Pages::Fresh(snapshot),
+            _ if self.store_down() => self.queues.last().map_or(Pages::Store, Pages::Stale),
+            _ => Pages::Store,
+        }
+    }
+
+    /// The queues in memory if they are up to date (see [`App::pages`]).
     pub async fn fresh_queues(&self) -> Option<Arc<Snapshot>> {
-        if let Some(freshness) = &self.freshness {
-            self.queues.serving()?;
-            let store = &self.store;
-            let heard = freshness
-                .wait(|n| async move {
-                    store
-                        .send_marker(freshness.replica(), n)
-                        .await
-                        .map_err(|e| tracing::warn!(error = %e, "sending a freshness marker"))
-                        .is_ok()
-                })
-                .await;
-            if !heard {
-                return None;
+        match self.pages().await {
+            Pages::Fresh(snapshot) => Some(snapshot),
+            _ => None,
+        }
+    }
+
+    /// Notes a store error: if it means the store is unreachable (PostgreSQL),
+    /// pages come from memory until the listener reconnects.
+    pub fn store_failed(&self, error: &StoreError) {
+        if let StoreError::Db(e) = error {
+            if self.freshness.is_some() && problem::unavailable(e) {
+                self.mark_store_down();
             }
         }
-        self.queues.serving()
+    }
+
+    fn mark_store_down(&self) {
+        let until = Utc::now().timestamp_micros() + STORE_DOWN_MICROS;
+        self.store_down_until.store(until, Ordering::SeqCst);
+    }
+
+    fn store_down(&self) -> bool {
+        self.store_down_until.load(Ordering::SeqCst) > Utc::now().timestamp_micros()
     }
 
     /// Loads the queues of plan `plan_id` into memory.
@@ -331,10 +427,12 @@ impl App {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "listening for changes; retrying");
+                    self.mark_store_down();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };
+            self.store_down_until.store(0, Ordering::SeqCst);
             self.queues.invalidate();
             self.clone().reload_active();
             loop {
@@ -363,6 +461,7 @@ impl App {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for changes");
+                        self.mark_store_down();
                         self.queues.invalidate();
                         break;
                     }
@@ -636,16 +735,26 @@ async fn record_metrics(State(app): State<Arc<App>>, request: Request, next: Nex
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().as_str().to_string();
+    // Bounded labels: a made-up method is counted as `other`, not as a new series.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     app.metrics
         .latency
-        .with_label_values(&[&route, &method])
+        .with_label_values(&[route.as_str(), method])
         .observe(started.elapsed().as_secs_f64());
     app.metrics
         .requests
-        .with_label_values(&[&route, &method, response.status().as_str()])
+        .with_label_values(&[route.as_str(), method, response.status().as_str()])
         .inc();
     response
 }
@@ -680,6 +789,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/dashboard/app.js", get(segments::dashboard_script))
         .route("/v1/worklists/{strategy}", get(api::worklist))
         .route("/v1/worklists/{strategy}/leases", post(api::lease))
+        .route(
+            "/v1/worklists/{strategy}/leases/{account_id}",
+            delete(api::release_lease),
+        )
         .route("/v1/accounts/{account_id}", get(api::account))
         .route(
             "/v1/accounts/{account_id}/actions",
@@ -723,6 +836,26 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
             .with_context(|| format!("api_keys: unknown role {:?}", key.role))?;
         keys.push((key.key_sha256.to_ascii_lowercase(), role));
     }
+    let mut limiters = HashMap::new();
+    if let Some(rate) = options
+        .config
+        .limits
+        .per_key_per_second
+        .and_then(NonZeroU32::new)
+    {
+        let burst = options
+            .config
+            .limits
+            .per_key_burst
+            .and_then(NonZeroU32::new)
+            .unwrap_or(rate);
+        for (hash, _) in &keys {
+            limiters.insert(
+                hash.clone(),
+                governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst)),
+            );
+        }
+    }
     if keys.is_empty() {
         anyhow::bail!(
             "the config file has no [[api_keys]]: nobody could call the API. \
@@ -742,6 +875,7 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         live_rules: LiveRules::new(&options.config.rules),
         config: options.config.clone(),
         keys,
+        limiters,
         options,
         live: ArcSwapOption::empty(),
         runs: Mutex::new(Vec::new()),
@@ -755,6 +889,7 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
             ))
         }),
         loading: tokio::sync::Mutex::new(()),
+        store_down_until: AtomicI64::new(0),
     });
     let day = app.options.as_of.unwrap_or_else(|| Utc::now().date_naive());
     let data_hash = folder::data_hash(&app.options.data)?;
@@ -816,12 +951,73 @@ pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Resu
             }
         })
     };
-    axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    accept(listener, app.clone()).await;
     follower.abort();
     app.store.close().await;
     Ok(())
+}
+
+/// The answer to a request shed by the concurrency limit.
+async fn overloaded(_: tower::BoxError) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the server is handling as many requests as it takes at once ([limits] max_concurrent_requests); retry shortly",
+    )
+    .retry_after(1)
+}
+
+/// Accepts connections until a shutdown signal, then lets the requests in
+/// flight finish (up to 30 s). Each connection must send a request's headers
+/// within `[limits] header_read_timeout_seconds`; requests beyond
+/// `max_concurrent_requests` in flight are shed at once with 503.
+async fn accept(listener: tokio::net::TcpListener, app: Arc<App>) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let limits = app.config.limits.clone();
+    let service = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .concurrency_limit(limits.max_concurrent_requests)
+        .service(router(app));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_seconds));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let connection = http.serve_connection(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service.clone()),
+                );
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection closed");
+                    }
+                });
+            }
+            _ = stop.as_mut() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after 30 s: closing them");
+    }
 }
 
 async fn shutdown() {

@@ -20,6 +20,9 @@ pub struct Problem {
     pub status: u16,
     /// What was wrong, naming the field where one was.
     pub detail: String,
+    /// Seconds a client should wait before retrying (the `Retry-After` header).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -29,7 +32,25 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same problem, telling the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Problem {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The store cannot be reached or is restarting (503, retry later).
+    pub fn store_unavailable(error: impl std::fmt::Display) -> Problem {
+        tracing::warn!(%error, "the store is unavailable");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "the store cannot be reached just now; nothing was changed, retry after the Retry-After seconds",
+        )
+        .retry_after(STORE_RETRY_AFTER)
     }
 
     /// A bad request field (422).
@@ -67,6 +88,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -80,7 +106,14 @@ impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Problem {
         match error {
             StoreError::NoPlan => Problem::unavailable("no plan is loaded yet; see GET /readyz"),
-            StoreError::UnknownAccount(_) => Problem::not_found(error.to_string()),
+            StoreError::UnknownAccount(_) | StoreError::NotLeased(_) => {
+                Problem::not_found(error.to_string())
+            }
+            StoreError::LeasedToOther { .. } => Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("agent_id: {error}"),
+            ),
             StoreError::IdempotencyConflict(_) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -89,8 +122,35 @@ impl From<StoreError> for Problem {
             StoreError::StaleCursor(_) => {
                 Problem::new(StatusCode::CONFLICT, "stale-cursor", error.to_string())
             }
+            StoreError::Db(ref e) if unavailable(e) => Problem::store_unavailable(error),
             StoreError::Invalid(_) | StoreError::Db(_) => Problem::internal(error),
         }
+    }
+}
+
+/// Seconds a client is told to wait when the store is unavailable.
+pub const STORE_RETRY_AFTER: u32 = 2;
+
+/// Whether a database error is one a retry can cure: the connection lost or
+/// refused, the pool out of connections, the server shutting down or
+/// starting, a serialization failure or deadlock, SQLite busy.
+pub fn unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            let code = code.as_ref();
+            // PostgreSQL SQLSTATEs: 08 connection exception, 57P0x shutdown
+            // or not yet accepting, 53300 too many connections, 40001/40P01.
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || matches!(code, "53300" | "40001" | "40P01")
+                // SQLite's SQLITE_BUSY and SQLITE_LOCKED (and their extended codes).
+                || matches!(code, "5" | "6" | "261" | "517" | "262")
+        }),
+        _ => false,
     }
 }
 

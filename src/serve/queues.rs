@@ -234,6 +234,9 @@ impl Snapshot {
 /// The snapshot in service and the changes that must reach the next one.
 pub struct Queues {
     current: ArcSwapOption<Snapshot>,
+    /// The last snapshot installed, kept through an invalidation: pages come
+    /// from it while the store cannot be reached.
+    last: ArcSwapOption<Snapshot>,
     /// The store's active plan as last heard; a snapshot of another plan is not served.
     active: AtomicI64,
     /// While a snapshot loads: the changes applied meanwhile, to replay on it,
@@ -253,6 +256,7 @@ impl Default for Queues {
     fn default() -> Self {
         Queues {
             current: ArcSwapOption::empty(),
+            last: ArcSwapOption::empty(),
             active: AtomicI64::new(-1),
             pending: Mutex::new(Pending::default()),
         }
@@ -310,8 +314,16 @@ impl Queues {
                 snapshot.apply(&change);
             }
         }
-        self.current.store(Some(Arc::new(snapshot)));
+        let snapshot = Arc::new(snapshot);
+        self.last.store(Some(snapshot.clone()));
+        self.current.store(Some(snapshot));
         true
+    }
+
+    /// The last snapshot installed, even if invalidated since (changes
+    /// applied to it before the invalidation included).
+    pub fn last(&self) -> Option<Arc<Snapshot>> {
+        self.last.load_full()
     }
 
     /// Drops the snapshot, and any load under way: changes may have been

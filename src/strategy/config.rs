@@ -18,6 +18,7 @@
 //! call_window_days = 7
 //! conversation_cool_off_days = 7
 //! calling_hours = ["08:00", "21:00"]
+//! max_promise_days = 60          # a promise through the API dated at most this far ahead
 //!
 //! [[risk_tiers]]                # the segments' risk tiers, by calibrated P(pay);
 //! name = "very_high"             # the first starts at 0, each next one higher
@@ -29,6 +30,12 @@
 //! [challenger]                   # champion/challenger: a second model plans
 //! model = "models/challenger"    # a share of the people (path relative to
 //! share = 0.1                    # this file), with its share of capacity
+//!
+//! [limits]                       # read by `serve`
+//! header_read_timeout_seconds = 30   # a connection must send its headers within this
+//! max_concurrent_requests = 1024     # more at once are shed with 503 + Retry-After
+//! per_key_per_second = 50            # optional: each key's sustained request rate (429 above it)
+//! per_key_burst = 100                # optional: requests a key may make at once (default: the rate)
 //!
 //! [[api_keys]]                   # read by `serve`
 //! role = "collector"
@@ -77,6 +84,62 @@ pub struct ApiKey {
     pub key_sha256: String,
 }
 
+/// What `serve` allows a connection, the server and each key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// A connection that has not sent a request's headers within this is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// Requests handled at once; more are refused at once with 503.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
+    /// Each key's sustained rate of requests per second (none: no limit).
+    pub per_key_per_second: Option<u32>,
+    /// Requests a key may make in a burst (default: `per_key_per_second`).
+    pub per_key_burst: Option<u32>,
+}
+
+fn default_header_read_timeout() -> u64 {
+    30
+}
+
+fn default_max_concurrent() -> usize {
+    1024
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout_seconds: default_header_read_timeout(),
+            max_concurrent_requests: default_max_concurrent(),
+            per_key_per_second: None,
+            per_key_burst: None,
+        }
+    }
+}
+
+impl Limits {
+    fn check(&self) -> Result<(), String> {
+        if self.header_read_timeout_seconds == 0 {
+            return Err("limits.header_read_timeout_seconds: must be at least 1".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err("limits.max_concurrent_requests: must be at least 1".into());
+        }
+        if self.per_key_per_second == Some(0) {
+            return Err(
+                "limits.per_key_per_second: must be at least 1 (leave it out for no limit)".into(),
+            );
+        }
+        match (self.per_key_per_second, self.per_key_burst) {
+            (_, Some(0)) => Err("limits.per_key_burst: must be at least 1".into()),
+            (None, Some(_)) => Err("limits.per_key_burst: needs limits.per_key_per_second".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A risk tier: accounts whose calibrated P(pay) is at least `p_pay_from`
 /// and below the next tier's.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -122,6 +185,7 @@ pub struct EngineConfig {
     /// Seed of the exploration draw (with the account id and the day).
     pub explore_seed: u64,
     pub api_keys: Vec<ApiKey>,
+    pub limits: Limits,
     /// Risk tiers of the segments, from the riskiest (lowest P(pay)) up.
     pub risk_tiers: Vec<RiskTier>,
     /// A second model that plans a share of the accounts, if any.
@@ -157,6 +221,7 @@ impl Default for EngineConfig {
             explore: 0.05,
             explore_seed: 0,
             api_keys: Vec::new(),
+            limits: Limits::default(),
             risk_tiers: default_risk_tiers(),
             challenger: None,
         }
@@ -173,6 +238,7 @@ struct FileConfig {
     rules: Option<FileRules>,
     #[serde(default)]
     api_keys: Vec<ApiKey>,
+    limits: Option<Limits>,
     risk_tiers: Option<Vec<RiskTier>>,
     challenger: Option<FileChallenger>,
 }
@@ -199,6 +265,7 @@ struct FileRules {
     call_window_days: Option<i32>,
     conversation_cool_off_days: Option<i32>,
     calling_hours: Option<[String; 2]>,
+    max_promise_days: Option<i32>,
 }
 
 /// A money amount for a cost: not negative, at most 4 fractional digits.
@@ -332,6 +399,11 @@ impl EngineConfig {
                     rules.conversation_cool_off_days,
                     &mut r.conversation_cool_off_days,
                 ),
+                (
+                    "max_promise_days",
+                    rules.max_promise_days,
+                    &mut r.max_promise_days,
+                ),
             ] {
                 if let Some(days) = value {
                     if days < 0 {
@@ -368,6 +440,10 @@ impl EngineConfig {
         if let Some(tiers) = file.risk_tiers {
             check_risk_tiers(&tiers)?;
             config.risk_tiers = tiers;
+        }
+        if let Some(limits) = file.limits {
+            limits.check()?;
+            config.limits = limits;
         }
         if let Some(challenger) = file.challenger {
             config
@@ -618,5 +694,37 @@ calling_hours = ["09:00", "20:00"]
             .set_challenger(None, Some(0.2))
             .unwrap_err();
         assert!(error.contains("needs a challenger model"), "{error}");
+    }
+
+    #[test]
+    fn limits_and_the_promise_horizon_are_read_and_checked() {
+        let defaults = EngineConfig::default();
+        assert_eq!(defaults.limits.header_read_timeout_seconds, 30);
+        assert_eq!(defaults.limits.per_key_per_second, None);
+        assert_eq!(defaults.rules.max_promise_days, 60);
+        let config = EngineConfig::from_toml(
+            "[rules]\nmax_promise_days = 14\n[limits]\nheader_read_timeout_seconds = 2\nper_key_per_second = 5\n",
+        )
+        .expect("valid");
+        assert_eq!(config.rules.max_promise_days, 14);
+        assert_eq!(config.limits.header_read_timeout_seconds, 2);
+        assert_eq!(config.limits.max_concurrent_requests, 1024);
+        assert_eq!(config.limits.per_key_per_second, Some(5));
+        for (text, names) in [
+            ("[limits]\nper_key_burst = 3\n", "limits.per_key_burst"),
+            (
+                "[limits]\nper_key_per_second = 0\n",
+                "limits.per_key_per_second",
+            ),
+            (
+                "[limits]\nmax_concurrent_requests = 0\n",
+                "limits.max_concurrent_requests",
+            ),
+            ("[limits]\nrequests = 3\n", "requests"),
+            ("[rules]\nmax_promise_days = -1\n", "rules.max_promise_days"),
+        ] {
+            let error = EngineConfig::from_toml(text).unwrap_err();
+            assert!(error.contains(names), "{text}: {error}");
+        }
     }
 }

@@ -64,6 +64,9 @@ pub struct RuleConfig {
     /// Local times between which calls may be made: from the first, up to
     /// but not including the second.
     pub calling_hours: (NaiveTime, NaiveTime),
+    /// A promise to pay recorded through the API may be dated at most this
+    /// many days after the action (each pending promise pauses the account).
+    pub max_promise_days: i32,
 }
 
 impl Default for RuleConfig {
@@ -78,6 +81,7 @@ impl Default for RuleConfig {
                 NaiveTime::from_hms_opt(8, 0, 0).expect("valid time"),
                 NaiveTime::from_hms_opt(21, 0, 0).expect("valid time"),
             ),
+            max_promise_days: 60,
         }
     }
 }

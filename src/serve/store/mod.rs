@@ -48,6 +48,14 @@ pub enum StoreError {
     IdempotencyConflict(String),
     #[error("the cursor belongs to plan {0}, which has since been replaced; start again without a cursor")]
     StaleCursor(i64),
+    #[error("account {0:?} holds no live lease in this queue")]
+    NotLeased(String),
+    #[error("account {account:?} is leased to agent {holder:?}, not to {agent:?}")]
+    LeasedToOther {
+        account: String,
+        holder: String,
+        agent: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -141,6 +149,28 @@ pub struct Item {
     pub expected_value: i64,
     pub currency: String,
     pub reasons: String,
+}
+
+/// A lease request as the store sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseAsk<'a> {
+    pub strategy: &'a str,
+    pub agent: &'a str,
+    pub count: i64,
+    pub ttl_micros: i64,
+    pub now: i64,
+    /// The request's Idempotency-Key and the hash of its body: a retry with
+    /// the key gets the first reply's leases.
+    pub idempotency: Option<(&'a str, &'a str)>,
+}
+
+/// What a lease request got.
+#[derive(Debug)]
+pub struct LeaseReply {
+    pub plan_id: i64,
+    pub leased: Vec<Leased>,
+    /// A retry answered with what the first request leased.
+    pub replayed: bool,
 }
 
 /// A lease handed out.
@@ -337,17 +367,21 @@ pub trait Store: Send + Sync {
     /// scanned only for what they do not cover (a scan steps over every
     /// account leased at the head of the queue). Returns the active plan's
     /// id with the leases.
-    #[allow(clippy::too_many_arguments)]
     async fn lease(
         &self,
-        strategy: &str,
-        agent: &str,
-        count: i64,
-        ttl_micros: i64,
-        now: i64,
+        request: &LeaseAsk<'_>,
         zones: Option<&[String]>,
         candidates: Option<&[String]>,
-    ) -> Result<(i64, Vec<Leased>), StoreError>;
+    ) -> Result<LeaseReply, StoreError>;
+    /// Ends the live lease of `account` in the queue of `strategy`, if
+    /// `agent` holds it (`None`: whoever does). Returns the agent that held it.
+    async fn release(
+        &self,
+        strategy: &str,
+        account: &str,
+        agent: Option<&str>,
+        now: i64,
+    ) -> Result<(i64, String), StoreError>;
     /// Sends a replica's freshness marker to every listener (PostgreSQL; a
     /// no-op elsewhere).
     async fn send_marker(&self, replica: &str, n: u64) -> Result<(), StoreError>;

@@ -12,8 +12,8 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use super::decisions::{self, Decisions};
 use super::live::{account_keys, apply_live, record_once};
 use super::{
-    AccountRow, Backend, Change, Item, Leased, LiveRules, NewAction, PlanMeta, PlanRow, QueueRow,
-    Recorded, Store, StoreError, StoredAction,
+    AccountRow, Backend, Change, Item, LeaseAsk, LeaseReply, Leased, LiveRules, NewAction,
+    PlanMeta, PlanRow, QueueRow, Recorded, Store, StoreError, StoredAction,
 };
 use crate::contract::Strategy;
 
@@ -150,6 +150,16 @@ const SCHEMA: &[&str] = &[
         activated {int} NOT NULL,
         data {blob} NOT NULL)",
     "CREATE INDEX IF NOT EXISTS decisions_day ON decisions (day)",
+    // A lease request's Idempotency-Key (per queue): what it leased, for a retry.
+    "CREATE TABLE IF NOT EXISTS lease_requests (
+        strategy TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        plan_id {int} NOT NULL,
+        accounts TEXT NOT NULL,
+        expires {int} NOT NULL,
+        recorded_at {int} NOT NULL,
+        PRIMARY KEY (strategy, idempotency_key))",
 ];
 
 const ROW_COLUMNS: &str = "plan_id, account_id, person, timezone, currency, strategy, queue_rank, \
@@ -511,7 +521,7 @@ impl<T: SqlBackend> Store for T {
             .try_get(0)?;
         let keep = keep.unwrap_or(active);
         let mut removed = 0;
-        for table in ["plan_items", "people", "plans"] {
+        for table in ["plan_items", "people", "plans", "lease_requests"] {
             removed += sqlx::query(&format!(
                 "DELETE FROM {table} WHERE plan_id < $1 AND plan_id <> $2"
             ))
@@ -612,70 +622,79 @@ impl<T: SqlBackend> Store for T {
         Ok((plan_id, items))
     }
 
-    async fn lease(
+    async fn release(
         &self,
         strategy: &str,
-        agent: &str,
-        count: i64,
-        ttl_micros: i64,
+        account: &str,
+        agent: Option<&str>,
         now: i64,
-        zones: Option<&[String]>,
-        candidates: Option<&[String]>,
-    ) -> Result<(i64, Vec<Leased>), StoreError> {
+    ) -> Result<(i64, String), StoreError> {
         let mut tx = self.write().begin().await?;
         let plan_id = active_id(&mut tx, T::BACKEND, false).await?;
-        let expires = now + ttl_micros;
-        if zones.is_some_and(<[String]>::is_empty) {
+        let row = sqlx::query(&format!(
+            "SELECT leased_by, lease_expires FROM plan_items \
+             WHERE plan_id = $1 AND account_id = $2 AND strategy = $3 {}",
+            T::BACKEND.lock(true)
+        ))
+        .bind(plan_id)
+        .bind(account.to_string())
+        .bind(strategy.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
             tx.rollback().await?;
-            return Ok((plan_id, Vec::new()));
-        }
-        let take = QueueTake {
-            plan_id,
-            strategy,
-            agent,
-            expires,
-            now,
-            zones,
+            return Err(StoreError::UnknownAccount(account.to_string()));
         };
-        let mut rows = Vec::new();
-        if let Some(candidates) = candidates.filter(|c| !c.is_empty()) {
-            rows = take.run::<T>(&mut tx, count, Some(candidates)).await?;
-        }
-        // The queue is scanned when nothing was named, or when another
-        // replica took some of what was; fewer candidates than asked for
-        // means the queue has no more.
-        let scan = candidates.is_none_or(|c| rows.len() < c.len());
-        if scan && (rows.len() as i64) < count {
-            let rest = take
-                .run::<T>(&mut tx, count - rows.len() as i64, None)
-                .await?;
-            rows.extend(rest);
-        }
-        if !rows.is_empty() {
-            let accounts = rows
-                .iter()
-                .map(|row| row.try_get::<String, _>("account_id"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let change = Change::Leased {
-                plan: plan_id,
+        let holder: Option<String> = row.try_get("leased_by")?;
+        let expires: Option<i64> = row.try_get("lease_expires")?;
+        let holder = match (holder, expires) {
+            (Some(holder), Some(expires)) if expires > now => holder,
+            _ => {
+                tx.rollback().await?;
+                return Err(StoreError::NotLeased(account.to_string()));
+            }
+        };
+        if let Some(agent) = agent.filter(|a| *a != holder) {
+            tx.rollback().await?;
+            return Err(StoreError::LeasedToOther {
+                account: account.to_string(),
+                holder,
                 agent: agent.to_string(),
-                expires,
-                accounts,
-            };
-            self.announce(&mut tx, change).await?;
+            });
         }
+        sqlx::query(
+            "UPDATE plan_items SET leased_by = NULL, lease_expires = NULL \
+             WHERE plan_id = $1 AND account_id = $2",
+        )
+        .bind(plan_id)
+        .bind(account.to_string())
+        .execute(&mut *tx)
+        .await?;
+        self.announce(
+            &mut tx,
+            Change::Released {
+                plan: plan_id,
+                account: account.to_string(),
+            },
+        )
+        .await?;
         tx.commit().await?;
-        let mut leased = rows
-            .iter()
-            .map(|row| {
-                Ok(Leased {
-                    item: item(row)?,
-                    expires_at: expires,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        leased.sort_by_key(|l| l.item.queue_rank);
-        Ok((plan_id, leased))
+        Ok((plan_id, holder))
+    }
+
+    async fn lease(
+        &self,
+        request: &LeaseAsk<'_>,
+        zones: Option<&[String]>,
+        candidates: Option<&[String]>,
+    ) -> Result<LeaseReply, StoreError> {
+        match lease_once(self, request, zones, candidates).await {
+            // Two requests with one key at once: the second finds the first.
+            Err(e) if request.idempotency.is_some() && is_unique_violation(&e) => {
+                lease_once(self, request, zones, candidates).await
+            }
+            other => other,
+        }
     }
 
     async fn queue_rows(&self, plan_id: i64) -> Result<Vec<QueueRow>, StoreError> {
@@ -816,4 +835,147 @@ impl<T: SqlBackend> Store for T {
         self.write().close().await;
         self.read().close().await;
     }
+}
+
+/// One try at a lease: a replay when its Idempotency-Key was seen, else the
+/// lease and (with a key) the record of what it leased, in one transaction.
+async fn lease_once<T: SqlBackend>(
+    store: &T,
+    request: &LeaseAsk<'_>,
+    zones: Option<&[String]>,
+    candidates: Option<&[String]>,
+) -> Result<LeaseReply, StoreError> {
+    let LeaseAsk {
+        strategy,
+        agent,
+        count,
+        ttl_micros,
+        now,
+        idempotency,
+    } = *request;
+    let mut tx = store.write().begin().await?;
+    let plan_id = active_id(&mut tx, T::BACKEND, false).await?;
+    if let Some((key, hash)) = idempotency {
+        let seen = sqlx::query(
+            "SELECT request_hash, accounts, expires FROM lease_requests \
+             WHERE strategy = $1 AND idempotency_key = $2",
+        )
+        .bind(strategy.to_string())
+        .bind(key.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = seen {
+            let stored_hash: String = row.try_get("request_hash")?;
+            if stored_hash != hash {
+                tx.rollback().await?;
+                return Err(StoreError::IdempotencyConflict(key.to_string()));
+            }
+            let accounts: Vec<String> =
+                serde_json::from_str(&row.try_get::<String, _>("accounts")?)
+                    .map_err(|e| StoreError::Invalid(format!("lease_requests.accounts: {e}")))?;
+            let expires: i64 = row.try_get("expires")?;
+            let mut leased = Vec::new();
+            for account in &accounts {
+                let item_row = sqlx::query(&format!(
+                    "SELECT {ITEM_COLUMNS} FROM plan_items WHERE plan_id = $1 AND account_id = $2"
+                ))
+                .bind(plan_id)
+                .bind(account.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(item_row) = item_row {
+                    leased.push(Leased {
+                        item: item(&item_row)?,
+                        expires_at: expires,
+                    });
+                }
+            }
+            tx.rollback().await?;
+            leased.sort_by_key(|l| l.item.queue_rank);
+            return Ok(LeaseReply {
+                plan_id,
+                leased,
+                replayed: true,
+            });
+        }
+    }
+    let expires = now + ttl_micros;
+    if zones.is_some_and(<[String]>::is_empty) {
+        tx.rollback().await?;
+        return Ok(LeaseReply {
+            plan_id,
+            leased: Vec::new(),
+            replayed: false,
+        });
+    }
+    let take = QueueTake {
+        plan_id,
+        strategy,
+        agent,
+        expires,
+        now,
+        zones,
+    };
+    let mut rows = Vec::new();
+    if let Some(candidates) = candidates.filter(|c| !c.is_empty()) {
+        rows = take.run::<T>(&mut tx, count, Some(candidates)).await?;
+    }
+    // The queue is scanned when nothing was named, or when another
+    // replica took some of what was; fewer candidates than asked for
+    // means the queue has no more.
+    let scan = candidates.is_none_or(|c| rows.len() < c.len());
+    if scan && (rows.len() as i64) < count {
+        let rest = take
+            .run::<T>(&mut tx, count - rows.len() as i64, None)
+            .await?;
+        rows.extend(rest);
+    }
+    if !rows.is_empty() {
+        let accounts = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>("account_id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let change = Change::Leased {
+            plan: plan_id,
+            agent: agent.to_string(),
+            expires,
+            accounts,
+        };
+        store.announce(&mut tx, change).await?;
+    }
+    if let Some((key, hash)) = idempotency {
+        let accounts = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>("account_id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        sqlx::query(
+            "INSERT INTO lease_requests (strategy, idempotency_key, request_hash, plan_id, \
+             accounts, expires, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(strategy.to_string())
+        .bind(key.to_string())
+        .bind(hash.to_string())
+        .bind(plan_id)
+        .bind(serde_json::to_string(&accounts).expect("strings serialise"))
+        .bind(expires)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    let mut leased = rows
+        .iter()
+        .map(|row| {
+            Ok(Leased {
+                item: item(row)?,
+                expires_at: expires,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    leased.sort_by_key(|l| l.item.queue_rank);
+    Ok(LeaseReply {
+        plan_id,
+        leased,
+        replayed: false,
+    })
 }
