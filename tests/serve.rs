@@ -2089,8 +2089,8 @@ fn limits_protect_the_server(backend: Backend) {
     std::fs::write(
         &config,
         format!(
-            "{base}[limits]\nheader_read_timeout_seconds = 1\nmax_concurrent_requests = 2\n\
-             per_key_per_second = 1\nper_key_burst = 3\n"
+            "{base}[limits]\nheader_read_timeout_seconds = 1\nbody_read_timeout_seconds = 3\n\
+             max_concurrent_requests = 2\nper_key_per_second = 1\nper_key_burst = 3\n"
         ),
     )
     .expect("written");
@@ -2113,7 +2113,8 @@ fn limits_protect_the_server(backend: Backend) {
         started.elapsed()
     );
 
-    // Two requests whose bodies never arrive take both slots: a third is shed.
+    // Two requests whose bodies never arrive take both slots: a third is
+    // shed at once, while health and readiness still answer.
     let account = planned("email_reminder")[0]["account_id"].clone();
     let holding: Vec<std::net::TcpStream> = (0..2)
         .map(|_| {
@@ -2127,32 +2128,44 @@ fn limits_protect_the_server(backend: Backend) {
             held
         })
         .collect();
+    let page = || {
+        client()
+            .get(server.url("/v1/worklists/email_reminder?limit=1"))
+            .bearer_auth(key("collector"))
+            .send()
+            .expect("request")
+    };
     let started = Instant::now();
     let shed = loop {
-        let response = client()
-            .get(server.url("/healthz"))
-            .send()
-            .expect("request");
+        let response = page();
         if response.status() == 503 {
             break response;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(2),
             "nothing was shed"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(shed.headers()["retry-after"], "1");
     assert_problem(shed, 503, "max_concurrent_requests");
-    drop(holding);
+    for path in ["/healthz", "/readyz"] {
+        let probe = client().get(server.url(path)).send().expect("request");
+        assert_eq!(probe.status(), 200, "{path} is never shed");
+    }
+    // The bodies' time runs out (3 s): each held request is answered and
+    // its slot freed.
+    for mut held in holding {
+        held.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut answer = [0u8; 12];
+        held.read_exact(&mut answer)
+            .expect("an answer within the body timeout");
+        let answer = String::from_utf8_lossy(&answer).to_string();
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    }
     let started = Instant::now();
-    while client()
-        .get(server.url("/healthz"))
-        .send()
-        .expect("request")
-        .status()
-        != 200
-    {
+    while page().status() == 503 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the slots were not freed"

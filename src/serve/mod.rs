@@ -25,11 +25,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwapOption;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use chrono::{NaiveDate, Utc};
@@ -41,7 +40,7 @@ use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::contract::DataSet;
@@ -217,6 +216,8 @@ pub struct App {
     freshness: Option<Freshness>,
     /// One snapshot load at a time.
     loading: tokio::sync::Mutex<()>,
+    /// Requests in flight, up to `[limits] max_concurrent_requests`.
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// With PostgreSQL: until when (Unix µs) pages come from memory without
     /// asking the store, which was just found unreachable. A reconnected
     /// listener clears it.
@@ -281,8 +282,8 @@ impl App {
         }
         if let Some(limiter) = self.limiters.get(&hash) {
             if let Err(not_until) = limiter.check() {
-                use governor::clock::{Clock, DefaultClock};
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                use governor::clock::Clock;
+                let wait = not_until.wait_time_from(limiter.clock().now());
                 let seconds = u32::try_from(wait.as_secs())
                     .unwrap_or(u32::MAX)
                     .saturating_add(1);
@@ -364,11 +365,11 @@ impl App {
         }
     }
 
-    /// Notes a store error: if it means the store is unreachable (PostgreSQL),
-    /// pages come from memory until the listener reconnects.
+    /// Notes a store error: if it means the store is unreachable (PostgreSQL;
+    /// a busy store is not), pages come from memory for a while.
     pub fn store_failed(&self, error: &StoreError) {
         if let StoreError::Db(e) = error {
-            if self.freshness.is_some() && problem::unavailable(e) {
+            if self.freshness.is_some() && problem::unreachable(e) {
                 self.mark_store_down();
             }
         }
@@ -806,6 +807,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/runs/{run_id}", get(api::get_run))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), limit_in_flight))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(
             ServiceBuilder::new()
@@ -821,6 +823,9 @@ pub fn router(app: Arc<App>) -> Router {
                     StatusCode::REQUEST_TIMEOUT,
                     Duration::from_secs(30),
                 ))
+                .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+                    app.config.limits.body_read_timeout_seconds,
+                )))
                 .layer(CompressionLayer::new())
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
         )
@@ -870,6 +875,9 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         .await
         .with_context(|| format!("opening the store {}", store::redact(&options.db)))?;
     let postgres = store.backend() == Backend::Postgres;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        options.config.limits.max_concurrent_requests,
+    ));
     let app = Arc::new(App {
         store,
         live_rules: LiveRules::new(&options.config.rules),
@@ -890,6 +898,7 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         }),
         loading: tokio::sync::Mutex::new(()),
         store_down_until: AtomicI64::new(0),
+        in_flight,
     });
     let day = app.options.as_of.unwrap_or_else(|| Utc::now().date_naive());
     let data_hash = folder::data_hash(&app.options.data)?;
@@ -957,29 +966,33 @@ pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Resu
     Ok(())
 }
 
-/// The answer to a request shed by the concurrency limit.
-async fn overloaded(_: tower::BoxError) -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "the server is handling as many requests as it takes at once ([limits] max_concurrent_requests); retry shortly",
-    )
-    .retry_after(1)
+/// Sheds a request at once (503 overloaded) when `[limits]
+/// max_concurrent_requests` are already in flight. Health, readiness and
+/// metrics are never shed, so probes do not restart a busy server.
+async fn limit_in_flight(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the server is handling as many requests as it takes at once ([limits] max_concurrent_requests); retry shortly",
+        )
+        .retry_after(1)
+        .into_response();
+    };
+    next.run(request).await
 }
 
 /// Accepts connections until a shutdown signal, then lets the requests in
 /// flight finish (up to 30 s). Each connection must send a request's headers
-/// within `[limits] header_read_timeout_seconds`; requests beyond
-/// `max_concurrent_requests` in flight are shed at once with 503.
+/// within `[limits] header_read_timeout_seconds`.
 async fn accept(listener: tokio::net::TcpListener, app: Arc<App>) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     let limits = app.config.limits.clone();
-    let service = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(overloaded))
-        .load_shed()
-        .concurrency_limit(limits.max_concurrent_requests)
-        .service(router(app));
+    let service = router(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_read_timeout_seconds));

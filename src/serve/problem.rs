@@ -148,7 +148,20 @@ pub fn unavailable(error: &sqlx::Error) -> bool {
                 || code.starts_with("57P0")
                 || matches!(code, "53300" | "40001" | "40P01")
                 // SQLite's SQLITE_BUSY and SQLITE_LOCKED (and their extended codes).
-                || matches!(code, "5" | "6" | "261" | "517" | "262")
+                || matches!(code, "5" | "6" | "261" | "517" | "773" | "262" | "518")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether a database error means the store cannot be reached at all (not
+/// merely busy): the connection lost or refused, the server shutting down.
+pub fn unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            let code = code.as_ref();
+            code.starts_with("08") || code.starts_with("57P0")
         }),
         _ => false,
     }

@@ -321,9 +321,12 @@ impl Queues {
     }
 
     /// The last snapshot installed, even if invalidated since (changes
-    /// applied to it before the invalidation included).
+    /// applied to it before the invalidation included), if it is of the
+    /// active plan as last heard.
     pub fn last(&self) -> Option<Arc<Snapshot>> {
-        self.last.load_full()
+        self.last
+            .load_full()
+            .filter(|s| s.plan_id == self.active.load(Ordering::SeqCst))
     }
 
     /// Drops the snapshot, and any load under way: changes may have been

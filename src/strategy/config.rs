@@ -33,7 +33,9 @@
 //!
 //! [limits]                       # read by `serve`
 //! header_read_timeout_seconds = 30   # a connection must send its headers within this
+//! body_read_timeout_seconds = 10     # and a request's body within this
 //! max_concurrent_requests = 1024     # more at once are shed with 503 + Retry-After
+//!                                    # (health, readiness and metrics never are)
 //! per_key_per_second = 50            # optional: each key's sustained request rate (429 above it)
 //! per_key_burst = 100                # optional: requests a key may make at once (default: the rate)
 //!
@@ -91,6 +93,10 @@ pub struct Limits {
     /// A connection that has not sent a request's headers within this is closed.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout_seconds: u64,
+    /// A request body must arrive within this (it is read before the key is
+    /// checked, so a slow body holds a request slot at most this long).
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_seconds: u64,
     /// Requests handled at once; more are refused at once with 503.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_requests: usize,
@@ -104,6 +110,10 @@ fn default_header_read_timeout() -> u64 {
     30
 }
 
+fn default_body_read_timeout() -> u64 {
+    10
+}
+
 fn default_max_concurrent() -> usize {
     1024
 }
@@ -112,6 +122,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout_seconds: default_header_read_timeout(),
+            body_read_timeout_seconds: default_body_read_timeout(),
             max_concurrent_requests: default_max_concurrent(),
             per_key_per_second: None,
             per_key_burst: None,
@@ -123,6 +134,9 @@ impl Limits {
     fn check(&self) -> Result<(), String> {
         if self.header_read_timeout_seconds == 0 {
             return Err("limits.header_read_timeout_seconds: must be at least 1".into());
+        }
+        if self.body_read_timeout_seconds == 0 {
+            return Err("limits.body_read_timeout_seconds: must be at least 1".into());
         }
         if self.max_concurrent_requests == 0 {
             return Err("limits.max_concurrent_requests: must be at least 1".into());

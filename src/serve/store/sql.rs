@@ -875,12 +875,20 @@ async fn lease_once<T: SqlBackend>(
                     .map_err(|e| StoreError::Invalid(format!("lease_requests.accounts: {e}")))?;
             let expires: i64 = row.try_get("expires")?;
             let mut leased = Vec::new();
+            // What the first reply leased and the agent still holds under
+            // that lease (carried across a plan switch, not expired, released
+            // or ended by an action), in the active plan's queue.
             for account in &accounts {
                 let item_row = sqlx::query(&format!(
-                    "SELECT {ITEM_COLUMNS} FROM plan_items WHERE plan_id = $1 AND account_id = $2"
+                    "SELECT {ITEM_COLUMNS} FROM plan_items WHERE plan_id = $1 AND account_id = $2 \
+                     AND strategy = $3 AND leased_by = $4 AND lease_expires = $5 AND lease_expires > $6"
                 ))
                 .bind(plan_id)
                 .bind(account.clone())
+                .bind(strategy.to_string())
+                .bind(agent.to_string())
+                .bind(expires)
+                .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
                 if let Some(item_row) = item_row {
