@@ -1952,6 +1952,330 @@ fn a_store_outage_is_retried_and_loses_nothing(backend: Backend) {
     drop(server);
 }
 
+const BOUND_KEY: &str = "test-bound-collector-key";
+
+/// The default id of a key: the first 12 hex digits of its hash.
+fn key_id(key: &str) -> String {
+    hex(&Sha256::digest(key.as_bytes()))[..12].to_string()
+}
+
+/// Every audit row the manager can see, page by page (`limit` per page).
+fn audit_rows(server: &Server, query: &str, limit: usize) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/audit?limit={limit}{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = server.json(&path, "manager");
+        let got = page["entries"].as_array().expect("entries").clone();
+        assert!(got.len() <= limit);
+        rows.extend(got);
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return rows,
+        }
+    }
+}
+
+/// A key bound to an agent acts only as that agent (and is its default),
+/// a manager lifts a pause an action put on an account (never anything
+/// else), and every write lands in the append-only audit table with the key
+/// that made it, in the same transaction.
+fn keys_are_bound_and_every_write_is_audited(backend: Backend) {
+    let Some((dir, db)) = store_url(backend, "audit") else {
+        return;
+    };
+    let config = dir.path().join("audit.toml");
+    let base = std::fs::read_to_string(&fixture().config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[[api_keys]]\nrole = \"collector\"\nkey_sha256 = \"{}\"\nid = \"desk-1\"\nagent_id = \"a1\"\n",
+            hex(&Sha256::digest(BOUND_KEY.as_bytes()))
+        ),
+    )
+    .expect("written");
+    let server = Server::start_with(&db, DAY, &config);
+    let bound = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = client()
+            .request(method, server.url(path))
+            .bearer_auth(BOUND_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().expect("request")
+    };
+    use reqwest::Method;
+
+    // As another agent: refused, naming agent_id. Its own agent is the default.
+    assert_problem(
+        bound(
+            Method::GET,
+            "/v1/worklists/email_reminder?agent_id=a2",
+            None,
+        ),
+        403,
+        "agent_id",
+    );
+    assert_eq!(
+        bound(
+            Method::GET,
+            "/v1/worklists/email_reminder?agent_id=a1",
+            None
+        )
+        .status(),
+        200
+    );
+    assert_problem(
+        bound(
+            Method::POST,
+            "/v1/worklists/email_reminder/leases",
+            Some(json!({"agent_id": "a2", "count": 1})),
+        ),
+        403,
+        "agent_id",
+    );
+    assert_problem(
+        server.post(
+            "/v1/worklists/email_reminder/leases",
+            "collector",
+            &json!({"count": 1}),
+        ),
+        422,
+        "agent_id",
+    );
+    let leased = bound(
+        Method::POST,
+        "/v1/worklists/email_reminder/leases",
+        Some(json!({"count": 2})),
+    );
+    assert_eq!(leased.status(), 200);
+    let leased: Value = leased.json().expect("JSON");
+    let leased = leased["leases"].as_array().expect("leases").clone();
+    assert_eq!(leased.len(), 2);
+    assert!(leased.iter().all(|l| l["agent_id"] == "a1"), "{leased:?}");
+    let acted = leased[0]["account_id"].as_str().expect("id").to_string();
+    let released = leased[1]["account_id"].as_str().expect("id").to_string();
+    let delivered = json!({"at": now_text(), "channel": "email", "outcome": "delivered"});
+    let mut as_other = delivered.clone();
+    as_other["agent_id"] = json!("a2");
+    assert_problem(
+        bound(
+            Method::POST,
+            &format!("/v1/accounts/{acted}/actions"),
+            Some(as_other),
+        ),
+        403,
+        "agent_id",
+    );
+    let action = bound(
+        Method::POST,
+        &format!("/v1/accounts/{acted}/actions"),
+        Some(delivered),
+    );
+    assert_eq!(action.status(), 201);
+    assert_eq!(action.json::<Value>().expect("JSON")["agent_id"], "a1");
+    let release = bound(
+        Method::DELETE,
+        &format!("/v1/worklists/email_reminder/leases/{released}"),
+        None,
+    );
+    assert_eq!(release.status(), 200);
+    assert_eq!(release.json::<Value>().expect("JSON")["agent_id"], "a1");
+
+    // A promise pauses an account; a manager lifts the pause, and only that.
+    let unblock = |account: &str, role: &str, rule: &str| {
+        server.post(
+            &format!("/v1/accounts/{account}/unblock"),
+            role,
+            &json!({"rule": rule, "reason": "promise taken on the wrong account"}),
+        )
+    };
+    let promise_on = (chrono::Utc::now().date_naive() + chrono::Duration::days(7)).to_string();
+    let promise = json!({"at": now_text(), "channel": "sms", "outcome": "promise_to_pay",
+        "promised_on": promise_on, "promised_amount": "40.00"});
+    let promised = planned("sms_reminder")[0]["account_id"].clone();
+    server.act(&promised, promise.clone());
+    let view = |account: &str| server.json(&format!("/v1/accounts/{account}"), "collector");
+    assert_eq!(view(&promised)["blocked_since_plan"], "promise_pending");
+    for rule in [
+        "call_attempt_limit",
+        "conversation_cool_off",
+        "no_contact",
+        "do_not_call",
+    ] {
+        assert_problem(unblock(&promised, "manager", rule), 422, "rule");
+    }
+    assert_problem(
+        unblock(&promised, "collector", "promise_pending"),
+        403,
+        "manager",
+    );
+    assert_problem(
+        unblock(&promised, "manager", "dispute_open"),
+        409,
+        "dispute_open",
+    );
+    assert_problem(
+        unblock("no-such-account", "manager", "promise_pending"),
+        404,
+        "no-such-account",
+    );
+    let lifted = unblock(&promised, "manager", "promise_pending");
+    assert_eq!(lifted.status(), 200);
+    let lifted: Value = lifted.json().expect("JSON");
+    assert_eq!(lifted["lifted_now"], true, "{lifted}");
+    assert_eq!(view(&promised)["blocked_since_plan"], Value::Null);
+    let in_queue = |strategy: &str, account: &str| {
+        server
+            .queue(strategy, 500, None)
+            .iter()
+            .any(|i| i["account_id"] == account)
+    };
+    assert!(in_queue("sms_reminder", &promised), "back in its queue");
+    assert_problem(
+        unblock(&promised, "manager", "promise_pending"),
+        409,
+        "promise_pending",
+    );
+    // On a call, the promise's conversation also starts the cool-off: lifting
+    // the promise leaves the account blocked by that.
+    let called = planned("call")[0]["account_id"].clone();
+    let mut by_phone = promise.clone();
+    by_phone["channel"] = json!("call");
+    server.act(&called, by_phone);
+    let lifted: Value = unblock(&called, "manager", "promise_pending")
+        .json()
+        .expect("JSON");
+    assert_eq!(lifted["lifted_now"], false, "{lifted}");
+    assert_eq!(lifted["still_blocked_by"], "conversation_cool_off");
+    assert_eq!(view(&called)["blocked_since_plan"], "conversation_cool_off");
+    assert!(!in_queue("call", &called));
+
+    // A rebuilt plan replays the recorded actions, less the lifted pause.
+    let run: Value = server
+        .post("/v1/runs", "analyst", &json!({}))
+        .json()
+        .expect("run");
+    assert_eq!(run["started_by"], key_id(key("analyst")));
+    let run = wait_run(&server, run["run_id"].as_u64().expect("id"));
+    assert_ne!(view(&promised)["blocked_since_plan"], "promise_pending");
+    assert_eq!(view(&called)["blocked_since_plan"], "conversation_cool_off");
+
+    // The audit: who did what to each account, with the key's id.
+    assert_problem(server.get("/v1/audit", "collector"), 403, "manager");
+    let of = |account: &str| audit_rows(&server, &format!("&account_id={account}"), 100);
+    let summary = |rows: &[Value]| -> Vec<(String, String, Value)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r["action"].as_str().expect("action").to_string(),
+                    r["key_id"].as_str().expect("key").to_string(),
+                    r["agent_id"].clone(),
+                )
+            })
+            .collect()
+    };
+    let desk = || "desk-1".to_string();
+    assert_eq!(
+        summary(&of(&acted)),
+        [
+            ("lease".into(), desk(), json!("a1")),
+            ("action".into(), desk(), json!("a1"))
+        ]
+    );
+    assert_eq!(
+        summary(&of(&released)),
+        [
+            ("lease".into(), desk(), json!("a1")),
+            ("release".into(), desk(), json!("a1"))
+        ]
+    );
+    let promised_rows = of(&promised);
+    assert_eq!(
+        summary(&promised_rows),
+        [
+            ("action".into(), key_id(key("collector")), Value::Null),
+            ("unblock".into(), key_id(key("manager")), Value::Null),
+        ]
+    );
+    assert_eq!(promised_rows[1]["role"], "manager");
+    assert_eq!(promised_rows[1]["detail"]["rule"], "promise_pending");
+    assert_eq!(
+        promised_rows[1]["detail"]["reason"],
+        "promise taken on the wrong account"
+    );
+    assert_eq!(promised_rows[0]["detail"]["outcome"], "promise_to_pay");
+    // Refused requests wrote nothing; runs and activations are there too:
+    // the server's own first plan, then the analyst's.
+    let all = audit_rows(&server, "", 1000);
+    assert_eq!(audit_rows(&server, "", 3).len(), all.len(), "pages add up");
+    let ids: Vec<i64> = all.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in the order written");
+    let runs: Vec<(String, String)> = all
+        .iter()
+        .filter(|r| r["account_id"].is_null())
+        .map(|r| {
+            (
+                r["action"].as_str().expect("action").to_string(),
+                r["key_id"].as_str().expect("key").to_string(),
+            )
+        })
+        .collect();
+    let analyst = key_id(key("analyst"));
+    assert_eq!(
+        runs,
+        [
+            ("run".into(), "system".into()),
+            ("activate".into(), "system".into()),
+            ("run".into(), analyst.clone()),
+            ("activate".into(), analyst),
+        ]
+    );
+    let activation = all.last().expect("rows");
+    assert_eq!(activation["detail"]["plan_id"], run["plan_id"]);
+    let leases = all.iter().filter(|r| r["action"] == "lease").count();
+    assert_eq!(leases, 2, "one row per account leased");
+    let since = promised_rows[1]["at"].as_str().expect("at");
+    let later = audit_rows(&server, &format!("&since={since}"), 100);
+    assert_eq!(
+        later.first().map(|r| r["id"].clone()),
+        Some(promised_rows[1]["id"].clone())
+    );
+    assert!(audit_rows(&server, "&since=2999-01-01", 100).is_empty());
+    assert_problem(
+        server.get("/v1/audit?since=yesterday", "manager"),
+        422,
+        "since",
+    );
+
+    // Append-only, whoever connects to the store.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&db).await.expect("the store");
+        let mut statements = vec![
+            "UPDATE audit SET key_id = 'someone-else'",
+            "DELETE FROM audit",
+        ];
+        if backend == Backend::Postgres {
+            statements.push("TRUNCATE audit");
+        }
+        for statement in statements {
+            let refused = sqlx::query(statement).execute(&mut conn).await;
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("append-only")),
+                "{statement}: {refused:?}"
+            );
+        }
+    });
+}
+
 /// A lease ends early by `DELETE`: only its holder (naming itself) or a
 /// manager may end it, and the account is free for the next lease at once.
 fn leases_can_be_released(backend: Backend) {
@@ -2249,6 +2573,40 @@ fn serve_connects_over_tls(backend: Backend) {
     }
 }
 
+/// Replicas that start together on a new day build one plan between them:
+/// runs take turns (an advisory lock), and a replica that then finds the
+/// day's plan active serves it instead of building its own.
+fn replicas_starting_together_build_one_plan(backend: Backend) {
+    let Some((_dir, db)) = store_url(backend, "together") else {
+        return;
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Server::start(&db));
+        let b = s.spawn(|| Server::start(&db));
+        (a.join().expect("replica a"), b.join().expect("replica b"))
+    });
+    let plan = |server: &Server| server.json("/readyz", "analyst")["plan_id"].clone();
+    assert_eq!(plan(&a), plan(&b));
+    let runs: Vec<(String, Value)> = audit_rows(&b, "", 1000)
+        .into_iter()
+        .filter(|r| r["account_id"].is_null())
+        .map(|r| {
+            (
+                r["action"].as_str().expect("action").to_string(),
+                r["detail"]["plan_id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("run".to_string(), plan(&a)),
+            ("activate".to_string(), plan(&a))
+        ],
+        "one plan built and activated"
+    );
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -2277,6 +2635,7 @@ on_both_stores!(
     limits_protect_the_server,
     leases_can_be_released,
     leases_are_idempotent,
+    keys_are_bound_and_every_write_is_audited,
 );
 
 /// Cases only PostgreSQL has: a server to lose, and TLS to it.
@@ -2288,5 +2647,9 @@ mod postgres_only {
     #[test]
     fn serve_connects_over_tls() {
         super::serve_connects_over_tls(super::Backend::Postgres)
+    }
+    #[test]
+    fn replicas_starting_together_build_one_plan() {
+        super::replicas_starting_together_build_one_plan(super::Backend::Postgres)
     }
 }

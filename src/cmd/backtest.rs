@@ -157,8 +157,9 @@ impl LoopStore {
         };
         let rules = LiveRules::new(&served.config.rules);
         self.runtime.block_on(async {
-            let plan_id = self.store.insert_plan(&meta, &built.rows).await?;
-            self.store.activate_plan(plan_id, &rules).await?;
+            let actor = store::Actor::system();
+            let plan_id = self.store.insert_plan(&meta, &built.rows, &actor).await?;
+            self.store.activate_plan(plan_id, &rules, &actor).await?;
             self.store.prune_plans().await?;
             anyhow::Ok(())
         })?;

@@ -185,6 +185,8 @@ fn serve(
         .map(|(role, key)| ApiKey {
             role: role.to_string(),
             key_sha256: key_hash(key),
+            id: Some(format!("demo-{role}")),
+            agent_id: None,
         })
         .collect();
     // A fresh store: the demo's accounts are new every run.

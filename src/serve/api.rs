@@ -97,7 +97,8 @@ pub struct WorklistQuery {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// The asking agent: its own leases stay in its view.
+    /// The asking agent: its own leases stay in its view (default: the
+    /// key's agent, for a key bound to one).
     pub agent_id: Option<String>,
 }
 
@@ -176,7 +177,8 @@ pub async fn worklist(
     Path(strategy): Path<String>,
     Query(query): Query<WorklistQuery>,
 ) -> Result<Response, Problem> {
-    app.authorize(&headers, Role::Collector)?;
+    let caller = app.authorize(&headers, Role::Collector)?;
+    let agent = caller.agent(query.agent_id.as_deref())?;
     let strategy = strategy_of(&strategy)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -200,18 +202,12 @@ pub async fn worklist(
             cursor,
             limit,
             now,
-            query.agent_id.as_deref(),
+            agent.as_deref(),
         );
     }
     let listed = app
         .store
-        .worklist(
-            strategy.as_str(),
-            cursor,
-            limit + 1,
-            now,
-            query.agent_id.as_deref(),
-        )
+        .worklist(strategy.as_str(), cursor, limit + 1, now, agent.as_deref())
         .await;
     let (plan_id, mut items) = match listed {
         Ok(listed) => listed,
@@ -228,7 +224,7 @@ pub async fn worklist(
                     cursor,
                     limit,
                     now,
-                    query.agent_id.as_deref(),
+                    agent.as_deref(),
                 ),
                 _ => Err(problem),
             };
@@ -257,7 +253,8 @@ pub fn render_item(item: &Item) -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
-    pub agent_id: String,
+    /// The agent to lease to; required unless the key is bound to an agent.
+    pub agent_id: Option<String>,
     /// Accounts to lease, 1–100.
     pub count: i64,
     /// Seconds until the lease expires, 10–86400 (default 900).
@@ -323,7 +320,7 @@ pub async fn release_lease(
     Query(query): Query<ReleaseQuery>,
 ) -> Result<Json<Released>, Problem> {
     let manager = app.holds(&headers, Role::Manager);
-    app.authorize(
+    let caller = app.authorize(
         &headers,
         if manager {
             Role::Manager
@@ -332,7 +329,8 @@ pub async fn release_lease(
         },
     )?;
     let strategy = strategy_of(&strategy)?;
-    let agent = match (&query.agent_id, manager) {
+    let asked = caller.agent(query.agent_id.as_deref())?;
+    let agent = match (&asked, manager) {
         (Some(agent), _) if agent.trim().is_empty() || agent.len() > 200 => {
             return Err(Problem::field("agent_id", "expected 1–200 characters"))
         }
@@ -348,7 +346,13 @@ pub async fn release_lease(
     let now = Utc::now().timestamp_micros();
     let (plan_id, holder) = app
         .store
-        .release(strategy.as_str(), &account_id, agent, now)
+        .release(
+            strategy.as_str(),
+            &account_id,
+            agent,
+            now,
+            &caller.actor(agent),
+        )
         .await?;
     app.committed(Change::Released {
         plan: plan_id,
@@ -401,10 +405,13 @@ pub async fn lease(
     Path(strategy): Path<String>,
     Body(request): Body<LeaseRequest>,
 ) -> Result<Response, Problem> {
-    app.authorize(&headers, Role::Collector)?;
+    let caller = app.authorize(&headers, Role::Collector)?;
     let key = idempotency_key(&headers)?;
     let strategy = strategy_of(&strategy)?;
-    if request.agent_id.trim().is_empty() || request.agent_id.len() > 200 {
+    let agent = caller
+        .agent(request.agent_id.as_deref())?
+        .ok_or_else(|| Problem::field("agent_id", "is required (the key is bound to no agent)"))?;
+    if agent.trim().is_empty() || agent.len() > 200 {
         return Err(Problem::field("agent_id", "expected 1–200 characters"));
     }
     if !(1..=100).contains(&request.count) {
@@ -446,18 +453,17 @@ pub async fn lease(
     });
     let hash = key.as_ref().map(|_| {
         use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(format!(
-            "{}\n{}\n{ttl}",
-            request.agent_id, request.count
-        )))
+        hex::encode(Sha256::digest(format!("{agent}\n{}\n{ttl}", request.count)))
     });
+    let actor = caller.actor(Some(&agent));
     let ask = LeaseAsk {
         strategy: strategy.as_str(),
-        agent: &request.agent_id,
+        agent: &agent,
         count: request.count,
         ttl_micros: ttl * 1_000_000,
         now: now.timestamp_micros(),
         idempotency: key.as_deref().zip(hash.as_deref()),
+        actor: &actor,
     };
     let leased = app
         .store
@@ -489,7 +495,7 @@ pub async fn lease(
     if let (false, Some(first)) = (replayed, leased.first()) {
         app.committed(Change::Leased {
             plan: plan_id,
-            agent: request.agent_id.clone(),
+            agent: agent.clone(),
             expires: first.expires_at,
             accounts: leased.iter().map(|l| l.item.account_id.clone()).collect(),
         });
@@ -505,7 +511,7 @@ pub async fn lease(
                 Lease {
                     account_id: item.account_id,
                     strategy: strategy.as_str().to_string(),
-                    agent_id: request.agent_id.clone(),
+                    agent_id: agent.clone(),
                     queue_rank: item.queue_rank,
                     expires_at: instant(l.expires_at),
                     priority: item.priority,
@@ -542,7 +548,7 @@ pub struct ActionRequest {
     pub promised_amount: Option<String>,
     /// YYYY-MM-DD, required with promise_to_pay.
     pub promised_on: Option<String>,
-    /// Who recorded it.
+    /// Who recorded it (default: the key's agent, for a key bound to one).
     pub agent_id: Option<String>,
 }
 
@@ -707,19 +713,22 @@ pub fn validate_action(
     request_body = ActionRequest,
     responses(
         (status = 201, body = ActionRecord, description = "stored; a retry with the same Idempotency-Key returns the first record (header Idempotent-Replayed: true)"),
-        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "the key lacks the role, or is bound to another agent_id"),
         (status = 404, body = Problem, description = "the account is not in the plan"),
         (status = 422, body = Problem, description = "a bad field, or a reused Idempotency-Key with another body"),
+        (status = 503, body = Problem, description = "the store is unreachable (header Retry-After)"),
     ),
     security(("bearer" = [])))]
 pub async fn record_action(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(account_id): Path<String>,
-    Body(request): Body<ActionRequest>,
+    Body(mut request): Body<ActionRequest>,
 ) -> Result<Response, Problem> {
-    app.authorize(&headers, Role::Collector)?;
+    let caller = app.authorize(&headers, Role::Collector)?;
     let key = idempotency_key(&headers)?;
+    request.agent_id = caller.agent(request.agent_id.as_deref())?;
     let now = Utc::now();
     let action = validate_action(&request, now, app.config.rules.max_promise_days)?;
     let recorded = app
@@ -730,6 +739,7 @@ pub async fn record_action(
             key.as_deref(),
             now.timestamp_micros(),
             &app.live_rules,
+            &caller.actor(action.agent_id.as_deref()),
         )
         .await?;
     if !recorded.replayed {
@@ -892,6 +902,225 @@ pub async fn account(
         lease_expires_at: row.lease_expires.filter(|_| leased).map(instant),
         promise: promise_of(&recent, &row.timezone, Utc::now()),
         recent_actions: recent,
+    }))
+}
+
+/// Which block to lift, and why (kept in the audit).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnblockRequest {
+    /// `promise_pending` or `dispute_open`.
+    pub rule: String,
+    /// Why, 1–500 characters.
+    pub reason: String,
+}
+
+/// A lifted block.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Unblocked {
+    pub account_id: String,
+    pub rule: String,
+    pub plan_id: i64,
+    /// The served plan's live block was removed at once; either way the
+    /// API's actions recorded so far no longer block the account in later plans.
+    pub lifted_now: bool,
+    /// What still blocks it live, if the lifted rule was its block: the
+    /// other pause, or for a call the person's cool-off or attempt limit.
+    pub still_blocked_by: Option<String>,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// Rules an unblock may lift: the pauses a collector's own action put on an account.
+const LIFTABLE: [&str; 2] = ["promise_pending", "dispute_open"];
+
+/// Lifts a `promise_pending` or `dispute_open` block that actions recorded
+/// through the API put on an account (a promise taken by mistake, a dispute
+/// resolved on the call). Never the lender's own flags, opt-outs, the call
+/// limit or the cool-off.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/unblock", tag = "accounts",
+    params(("account_id" = String, Path)),
+    request_body = UnblockRequest,
+    responses(
+        (status = 200, body = Unblocked),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "the key is not a manager's"),
+        (status = 404, body = Problem, description = "the account is not in the plan"),
+        (status = 409, body = Problem, description = "no such block from an action recorded through the API"),
+        (status = 422, body = Problem, description = "a rule that cannot be lifted, or a bad reason"),
+        (status = 503, body = Problem, description = "the store is unreachable (header Retry-After)"),
+    ),
+    security(("bearer" = [])))]
+pub async fn unblock(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(account_id): Path<String>,
+    Body(request): Body<UnblockRequest>,
+) -> Result<Json<Unblocked>, Problem> {
+    let caller = app.authorize(&headers, Role::Manager)?;
+    if !LIFTABLE.contains(&request.rule.as_str()) {
+        return Err(Problem::field(
+            "rule",
+            format!(
+                "{:?} cannot be lifted: only {} (a collector's own action's pause); \
+                 no_contact, opt-outs, the call limit and the cool-off never can",
+                request.rule,
+                LIFTABLE.join(" or ")
+            ),
+        ));
+    }
+    let reason = request.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(Problem::field("reason", "expected 1–500 characters"));
+    }
+    let now = Utc::now().timestamp_micros();
+    let done = app
+        .store
+        .unblock(
+            &account_id,
+            &request.rule,
+            reason,
+            now,
+            &app.live_rules,
+            &caller.actor(caller.agent_id.as_deref()),
+        )
+        .await?;
+    if done.lifted_now {
+        app.committed(Change::Unblocked {
+            plan: done.plan_id,
+            account: account_id.clone(),
+        });
+    }
+    Ok(Json(Unblocked {
+        account_id,
+        rule: request.rule,
+        plan_id: done.plan_id,
+        lifted_now: done.lifted_now,
+        still_blocked_by: done.still_blocked_by,
+        at: instant(now),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only this account's rows.
+    pub account_id: Option<String>,
+    /// Only rows written at or after this: RFC 3339, or YYYY-MM-DD (UTC midnight).
+    pub since: Option<String>,
+    /// Rows per page, 1–1000 (default 100).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One audit row: who (key and role, and the agent it acted as) did what, when.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecord {
+    pub id: i64,
+    /// When it was written, with its effect (RFC 3339).
+    pub at: String,
+    /// The key's `id` from `[[api_keys]]`; `system` for the server's own runs.
+    pub key_id: String,
+    pub role: String,
+    pub agent_id: Option<String>,
+    /// lease, release, action, unblock, run or activate.
+    pub action: String,
+    pub account_id: Option<String>,
+    /// What it did (JSON object: the strategy, plan, rule, reason …).
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditRecord>,
+    /// Pass as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// The append-only audit table, oldest first: every lease, release, action,
+/// unblock, run and activation, with the key that made it.
+#[utoipa::path(get, path = "/v1/audit", tag = "managers",
+    params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem, description = "the store is unreachable (header Retry-After)")),
+    security(("bearer" = [])))]
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, Problem> {
+    app.authorize(&headers, Role::Manager)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::field(
+            "limit",
+            format!("{limit} is not within 1–1000"),
+        ));
+    }
+    let after_id = match &query.cursor {
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| Problem::field("cursor", "not a cursor this server handed out"))?,
+        None => 0,
+    };
+    let since = match &query.since {
+        Some(text) => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.timestamp_micros())
+                .or_else(|_| {
+                    NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| {
+                        d.and_hms_opt(0, 0, 0)
+                            .expect("midnight")
+                            .and_utc()
+                            .timestamp_micros()
+                    })
+                })
+                .map_err(|_| {
+                    Problem::field(
+                        "since",
+                        format!("{text:?} is neither an RFC 3339 instant nor YYYY-MM-DD"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let mut rows = app
+        .store
+        .audit(&super::store::AuditAsk {
+            account_id: query.account_id.as_deref(),
+            since,
+            after_id,
+            limit: limit + 1,
+        })
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some(last)) => Some(last.id.to_string()),
+        _ => None,
+    };
+    let entries = rows
+        .into_iter()
+        .map(|row| AuditRecord {
+            id: row.id,
+            at: instant(row.at),
+            key_id: row.key_id,
+            role: row.role,
+            agent_id: row.agent_id,
+            action: row.action,
+            account_id: row.account_id,
+            detail: serde_json::from_str(&row.detail).unwrap_or(serde_json::Value::Null),
+        })
+        .collect();
+    Ok(Json(AuditPage {
+        entries,
+        next_cursor,
     }))
 }
 
@@ -1102,7 +1331,7 @@ pub async fn activate_model(
     headers: HeaderMap,
     Path(version): Path<String>,
 ) -> Result<(StatusCode, Json<RunInfo>), Problem> {
-    app.authorize(&headers, Role::Analyst)?;
+    let caller = app.authorize(&headers, Role::Analyst)?;
     let found = app.model_folders();
     let (dir, _) = found
         .into_iter()
@@ -1112,7 +1341,7 @@ pub async fn activate_model(
                 "model version {version:?}: not among GET /v1/models"
             ))
         })?;
-    let run = app.clone().start_run(Some(dir))?;
+    let run = app.clone().start_run(Some(dir), caller.actor(None), None)?;
     Ok((StatusCode::ACCEPTED, Json(run)))
 }
 
@@ -1126,8 +1355,8 @@ pub async fn start_run(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<RunInfo>), Problem> {
-    app.authorize(&headers, Role::Analyst)?;
-    let run = app.clone().start_run(None)?;
+    let caller = app.authorize(&headers, Role::Analyst)?;
+    let run = app.clone().start_run(None, caller.actor(None), None)?;
     Ok((StatusCode::ACCEPTED, Json(run)))
 }
 
@@ -1224,13 +1453,13 @@ impl utoipa::Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "prioritize", description = "Ranked collection worklists, leases, actions, segments and models."),
-    paths(healthz, readyz, metrics, worklist, lease, release_lease, record_action, account, super::segments::segments, models,
-        activate_model, outcomes, start_run, get_run),
+    paths(healthz, readyz, metrics, worklist, lease, release_lease, record_action, account, unblock,
+        super::segments::segments, audit, models, activate_model, outcomes, start_run, get_run),
     modifiers(&Security),
     tags(
         (name = "worklists", description = "collector: queues and leases"),
-        (name = "accounts", description = "collector: one account, and what happened"),
-        (name = "managers", description = "manager: segments"),
+        (name = "accounts", description = "collector: one account, and what happened; manager: lifting a block"),
+        (name = "managers", description = "manager: segments, the audit table"),
         (name = "models", description = "analyst: model versions, the switch, and the outcomes of served decisions"),
         (name = "runs", description = "analyst: rebuilding the plan"),
         (name = "operations", description = "no key: health, readiness, metrics"),

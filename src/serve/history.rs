@@ -7,8 +7,31 @@ use std::collections::HashSet;
 
 use polars::prelude::*;
 
-use super::store::StoredAction;
+use super::store::{Lift, StoredAction};
 use crate::contract::parse::{date_to_days, money_column, parse_money};
+
+/// Takes the date off the API's promises whose `promise_pending` block a
+/// manager lifted after they were recorded: they still count as promises
+/// made, but no longer hold their accounts in a plan.
+pub fn lift(api: &mut [StoredAction], lifts: &[Lift]) {
+    if lifts.is_empty() {
+        return;
+    }
+    let mut latest: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for l in lifts.iter().filter(|l| l.rule == "promise_pending") {
+        let at = latest.entry(l.account_id.as_str()).or_insert(l.at);
+        *at = (*at).max(l.at);
+    }
+    for action in api.iter_mut() {
+        if action.action.outcome == "promise_to_pay"
+            && latest
+                .get(action.account_id.as_str())
+                .is_some_and(|&at| at >= action.recorded_at)
+        {
+            action.action.promised_on = None;
+        }
+    }
+}
 
 /// The data folder's actions with the API's appended (those not already
 /// there); returns the merged table and how many API actions were added.
@@ -99,4 +122,55 @@ pub fn merge(actions: &DataFrame, api: &[StoredAction]) -> PolarsResult<(DataFra
     let mut merged = actions.vstack(&added)?;
     merged.rechunk_mut();
     Ok((merged, new.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::*;
+    use crate::serve::store::NewAction;
+
+    fn action(account: &str, outcome: &str, recorded_at: i64) -> StoredAction {
+        StoredAction {
+            id: recorded_at,
+            account_id: account.into(),
+            action: NewAction {
+                at: recorded_at,
+                at_text: String::new(),
+                channel: "call".into(),
+                outcome: outcome.into(),
+                promised_amount: None,
+                promised_on: NaiveDate::from_ymd_opt(2026, 10, 9),
+                agent_id: None,
+            },
+            recorded_at,
+        }
+    }
+
+    #[test]
+    fn a_lifted_promise_no_longer_holds_and_a_later_one_does() {
+        let mut api = vec![
+            action("a", "promise_to_pay", 10),
+            action("a", "promise_to_pay", 30),
+            action("b", "promise_to_pay", 10),
+        ];
+        let lift_of = |account: &str, rule: &str| Lift {
+            account_id: account.into(),
+            rule: rule.into(),
+            at: 20,
+        };
+        lift(
+            &mut api,
+            &[
+                lift_of("a", "promise_pending"),
+                lift_of("b", "dispute_open"),
+            ],
+        );
+        let dated: Vec<bool> = api.iter().map(|a| a.action.promised_on.is_some()).collect();
+        // a's first promise was lifted; its later one and b's (whose dispute,
+        // not promise, was lifted) still hold.
+        assert_eq!(dated, [false, true, true]);
+        assert!(api.iter().all(|a| a.action.outcome == "promise_to_pay"));
+    }
 }

@@ -82,6 +82,53 @@ impl Role {
     }
 }
 
+/// A configured key: its hash, role, name and the agent it is bound to.
+struct KeyEntry {
+    hash: String,
+    role: Role,
+    id: String,
+    agent_id: Option<String>,
+}
+
+/// Who is calling: the key that authorized a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The key's `id` (logs and audit).
+    pub key_id: String,
+    /// The role of the key entry that granted the request.
+    pub role: Role,
+    /// The agent the key is bound to, if any.
+    pub agent_id: Option<String>,
+}
+
+impl Caller {
+    /// The agent a request acts as: `asked` (a body's or query's
+    /// `agent_id`), else the key's own agent. A key bound to an agent may act
+    /// as no other.
+    pub fn agent(&self, asked: Option<&str>) -> Result<Option<String>, Problem> {
+        match (&self.agent_id, asked) {
+            (Some(bound), Some(asked)) if bound != asked => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "agent_id: this key is bound to agent {bound:?} and may not act as {asked:?}"
+                ),
+            )),
+            (Some(bound), _) => Ok(Some(bound.clone())),
+            (None, asked) => Ok(asked.map(str::to_string)),
+        }
+    }
+
+    /// The audit's record of the caller acting as `agent`.
+    pub fn actor(&self, agent: Option<&str>) -> store::Actor {
+        store::Actor {
+            key_id: self.key_id.clone(),
+            role: self.role.as_str().to_string(),
+            agent_id: agent.map(str::to_string),
+        }
+    }
+}
+
 /// The hex SHA-256 of a key, as the config file holds it.
 pub fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
@@ -97,8 +144,33 @@ pub struct RunInfo {
     pub finished_at: Option<String>,
     /// The model folder the run plans with.
     pub model: String,
+    /// The id of the key that started it (`system`: the server itself).
+    pub started_by: String,
     pub plan_id: Option<i64>,
     pub error: Option<String>,
+}
+
+/// What makes a stored plan the one to serve: its day, its models and the
+/// data it was planned from.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub day: NaiveDate,
+    pub model_version: String,
+    pub challenger: Option<String>,
+    pub data_hash: String,
+}
+
+impl Current {
+    pub fn matches(&self, plan: &PlanMeta) -> bool {
+        let challenger = serde_json::from_str::<planning::Summary>(&plan.summary)
+            .ok()
+            .and_then(|s| s.arms.into_iter().find(|a| a.role == "challenger"))
+            .map(|a| a.model_version);
+        plan.day == self.day
+            && plan.model_version == self.model_version
+            && challenger == self.challenger
+            && plan.data_hash == self.data_hash
+    }
 }
 
 /// What is served now: the active plan and what goes with it.
@@ -203,7 +275,7 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub config: EngineConfig,
     pub live_rules: LiveRules,
-    keys: Vec<(String, Role)>,
+    keys: Vec<KeyEntry>,
     /// By key hash, when `[limits] per_key_per_second` is set.
     limiters: HashMap<String, governor::DefaultDirectRateLimiter>,
     pub options: ServeOptions,
@@ -253,11 +325,11 @@ impl App {
         let hash = key_hash(key);
         self.keys
             .iter()
-            .any(|(h, r)| *h == hash && (*r == role || *r == Role::Admin))
+            .any(|k| k.hash == hash && (k.role == role || k.role == Role::Admin))
     }
 
-    /// Checks the bearer key against the configured hashes.
-    pub fn authorize(&self, headers: &HeaderMap, role: Role) -> Result<Role, Problem> {
+    /// Checks the bearer key against the configured hashes; who is calling.
+    pub fn authorize(&self, headers: &HeaderMap, role: Role) -> Result<Caller, Problem> {
         let unauthorized =
             |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
         let value = headers
@@ -271,15 +343,11 @@ impl App {
             .filter(|k| !k.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be Bearer KEY"))?;
         let hash = key_hash(key);
-        let held: Vec<Role> = self
-            .keys
-            .iter()
-            .filter(|(h, _)| *h == hash)
-            .map(|(_, r)| *r)
-            .collect();
-        if held.is_empty() {
+        let held: Vec<&KeyEntry> = self.keys.iter().filter(|k| k.hash == hash).collect();
+        let Some(first) = held.first() else {
             return Err(unauthorized("the key is not known to this server"));
-        }
+        };
+        tracing::Span::current().record("key_id", first.id.as_str());
         if let Some(limiter) = self.limiters.get(&hash) {
             if let Err(not_until) = limiter.check() {
                 use governor::clock::Clock;
@@ -298,8 +366,15 @@ impl App {
                 .retry_after(seconds));
             }
         }
-        if held.iter().any(|&r| r == role || r == Role::Admin) {
-            Ok(role)
+        if let Some(entry) = held
+            .iter()
+            .find(|k| k.role == role || k.role == Role::Admin)
+        {
+            Ok(Caller {
+                key_id: entry.id.clone(),
+                role: entry.role,
+                agent_id: entry.agent_id.clone(),
+            })
         } else {
             Err(Problem::new(
                 StatusCode::FORBIDDEN,
@@ -307,7 +382,7 @@ impl App {
                 format!(
                     "this key has the role {}; this endpoint needs {} (or admin)",
                     held.iter()
-                        .map(|r| r.as_str())
+                        .map(|k| k.role.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
                     role.as_str()
@@ -531,7 +606,12 @@ impl App {
 
     /// Starts a background run that plans with the model in `model_dir`
     /// (default: the served one) and installs the plan.
-    pub fn start_run(self: Arc<Self>, model_dir: Option<PathBuf>) -> Result<RunInfo, Problem> {
+    pub fn start_run(
+        self: Arc<Self>,
+        model_dir: Option<PathBuf>,
+        actor: store::Actor,
+        unless_current: Option<Current>,
+    ) -> Result<RunInfo, Problem> {
         let model_dir = model_dir.unwrap_or_else(|| self.current_model_dir());
         let info = {
             let mut runs = self.runs.lock().expect("runs lock");
@@ -551,6 +631,7 @@ impl App {
                 started_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 finished_at: None,
                 model: model_dir.display().to_string(),
+                started_by: actor.key_id.clone(),
                 plan_id: None,
                 error: None,
             };
@@ -560,7 +641,10 @@ impl App {
         let app = self.clone();
         let run_id = info.run_id;
         tokio::spawn(async move {
-            let result = app.clone().build_and_install(model_dir).await;
+            let result = app
+                .clone()
+                .build_and_install(model_dir, actor, unless_current)
+                .await;
             let mut runs = app.runs.lock().expect("runs lock");
             if let Some(run) = runs.iter_mut().find(|r| r.run_id == run_id) {
                 run.finished_at =
@@ -600,7 +684,37 @@ impl App {
         self.options.model.clone()
     }
 
-    async fn build_and_install(self: Arc<Self>, model_dir: PathBuf) -> Result<i64> {
+    /// Builds and installs a plan, one run at a time across replicas; with
+    /// `unless_current`, not when (after waiting for another replica's run)
+    /// the active plan is already that.
+    async fn build_and_install(
+        self: Arc<Self>,
+        model_dir: PathBuf,
+        actor: store::Actor,
+        unless_current: Option<Current>,
+    ) -> Result<i64> {
+        let lock = self.store.run_lock().await?;
+        let result = async {
+            if let Some(current) = &unless_current {
+                if let Some(active) = self.store.active_plan().await? {
+                    if current.matches(&active) {
+                        tracing::info!(
+                            plan_id = active.plan_id,
+                            "another replica installed this plan meanwhile; serving it"
+                        );
+                        self.follow().await?;
+                        return Ok(active.plan_id);
+                    }
+                }
+            }
+            self.clone().install(model_dir, actor).await
+        }
+        .await;
+        lock.release().await;
+        result
+    }
+
+    async fn install(self: Arc<Self>, model_dir: PathBuf, actor: store::Actor) -> Result<i64> {
         let data = self.options.data.clone();
         let config = self.config.clone();
         let day = self
@@ -609,7 +723,9 @@ impl App {
             .unwrap_or_else(|| Utc::now().date_naive());
         let started = std::time::Instant::now();
         // Actions recorded through the API count as the folder's own.
-        let recorded = self.store.all_actions().await?;
+        let mut recorded = self.store.all_actions().await?;
+        // ... less the promises a manager lifted since they were recorded.
+        history::lift(&mut recorded, &self.store.lifts().await?);
         let (built, data_hash) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut data_set = DataSet::load(&data)?;
             let (actions, added) = history::merge(&data_set.actions, &recorded)?;
@@ -642,8 +758,10 @@ impl App {
             summary: serde_json::to_string(&built.summary)?,
         };
         let planned = started.elapsed().as_secs_f64();
-        let plan_id = self.store.insert_plan(&meta, &built.rows).await?;
-        self.store.activate_plan(plan_id, &self.live_rules).await?;
+        let plan_id = self.store.insert_plan(&meta, &built.rows, &actor).await?;
+        self.store
+            .activate_plan(plan_id, &self.live_rules, &actor)
+            .await?;
         self.queues.activated(plan_id);
         tracing::info!(
             plan_id,
@@ -799,6 +917,8 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/accounts/{account_id}/actions",
             post(api::record_action),
         )
+        .route("/v1/accounts/{account_id}/unblock", post(api::unblock))
+        .route("/v1/audit", get(api::audit))
         .route("/v1/segments", get(segments::segments))
         .route("/v1/models", get(api::models))
         .route("/v1/models/{version}/activate", post(api::activate_model))
@@ -815,7 +935,16 @@ pub fn router(app: Arc<App>) -> Router {
                 .layer(
                     // Failures are logged where they happen (Problem::internal);
                     // a 503 while the first plan is built is not an error.
+                    // Each request's span names the key that made it (never the key itself).
                     TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                uri = %request.uri().path(),
+                                key_id = tracing::field::Empty,
+                            )
+                        })
                         .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
@@ -835,11 +964,44 @@ pub fn router(app: Arc<App>) -> Router {
 /// Builds the shared state: the store, the keys, and the first plan (taken
 /// from the store or built in the background).
 pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
-    let mut keys = Vec::new();
-    for key in &options.config.api_keys {
+    let mut keys: Vec<KeyEntry> = Vec::new();
+    for (n, key) in options.config.api_keys.iter().enumerate() {
         let role = Role::parse(&key.role)
-            .with_context(|| format!("api_keys: unknown role {:?}", key.role))?;
-        keys.push((key.key_sha256.to_ascii_lowercase(), role));
+            .with_context(|| format!("api_keys[{n}].role: unknown role {:?}", key.role))?;
+        let hash = key.key_sha256.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            anyhow::bail!("api_keys[{n}].key_sha256: expected 64 hex digits");
+        }
+        let id = key.id.clone().unwrap_or_else(|| hash[..12].to_string());
+        if id.is_empty() || id.len() > 64 || id == "system" {
+            anyhow::bail!("api_keys[{n}].id: {id:?} must be 1–64 characters and not \"system\"");
+        }
+        if keys.iter().any(|k| k.id == id && k.hash != hash) {
+            anyhow::bail!("api_keys[{n}].id: {id:?} names another key too");
+        }
+        // One key, one identity: its entries (one per role) agree on both.
+        if let Some(other) = keys
+            .iter()
+            .find(|k| k.hash == hash && (k.id != id || k.agent_id != key.agent_id))
+        {
+            anyhow::bail!(
+                "api_keys[{n}]: the same key is listed with id {:?} and agent_id {:?} before; \
+                 its entries must agree on both",
+                other.id,
+                other.agent_id
+            );
+        }
+        if let Some(agent) = &key.agent_id {
+            if agent.trim().is_empty() || agent.len() > 200 {
+                anyhow::bail!("api_keys[{n}].agent_id: expected 1–200 characters");
+            }
+        }
+        keys.push(KeyEntry {
+            hash,
+            role,
+            id,
+            agent_id: key.agent_id.clone(),
+        });
     }
     let mut limiters = HashMap::new();
     if let Some(rate) = options
@@ -854,9 +1016,9 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
             .per_key_burst
             .and_then(NonZeroU32::new)
             .unwrap_or(rate);
-        for (hash, _) in &keys {
+        for key in &keys {
             limiters.insert(
-                hash.clone(),
+                key.hash.clone(),
                 governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst)),
             );
         }
@@ -903,16 +1065,13 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
     let day = app.options.as_of.unwrap_or_else(|| Utc::now().date_naive());
     let data_hash = folder::data_hash(&app.options.data)?;
     let stored = app.store.active_plan().await?;
-    let reusable = stored.as_ref().is_some_and(|p| {
-        let stored_challenger = serde_json::from_str::<planning::Summary>(&p.summary)
-            .ok()
-            .and_then(|s| s.arms.into_iter().find(|a| a.role == "challenger"))
-            .map(|a| a.model_version);
-        p.day == day
-            && p.model_version == model_meta.version
-            && stored_challenger == challenger
-            && p.data_hash == data_hash
-    });
+    let current = Current {
+        day,
+        model_version: model_meta.version.clone(),
+        challenger,
+        data_hash,
+    };
+    let reusable = stored.as_ref().is_some_and(|p| current.matches(p));
     if postgres {
         tokio::spawn(app.clone().listen());
     }
@@ -920,7 +1079,11 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
     app.follow().await?;
     if !reusable {
         app.clone()
-            .start_run(Some(app.options.model.clone()))
+            .start_run(
+                Some(app.options.model.clone()),
+                store::Actor::system(),
+                Some(current),
+            )
             .map_err(|p| anyhow::anyhow!(p.detail))?;
     }
     Ok(app)

@@ -122,6 +122,9 @@ impl From<StoreError> for Problem {
             StoreError::StaleCursor(_) => {
                 Problem::new(StatusCode::CONFLICT, "stale-cursor", error.to_string())
             }
+            StoreError::NothingToLift { .. } => {
+                Problem::new(StatusCode::CONFLICT, "nothing-to-lift", error.to_string())
+            }
             StoreError::Db(ref e) if unavailable(e) => Problem::store_unavailable(error),
             StoreError::Invalid(_) | StoreError::Db(_) => Problem::internal(error),
         }

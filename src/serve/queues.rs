@@ -226,6 +226,7 @@ impl Snapshot {
                 }
             }
             Change::Released { account, .. } => set(account, &|s| s.lease = None),
+            Change::Unblocked { account, .. } => set(account, &|s| s.blocked = false),
             Change::Activated { .. } | Change::Marker { .. } => {}
         }
     }

@@ -42,6 +42,8 @@
 //! [[api_keys]]                   # read by `serve`
 //! role = "collector"
 //! key_sha256 = "…"
+//! id = "desk-17"                 # optional: its name in logs and the audit (default: 12 hex digits of the hash)
+//! agent_id = "a17"               # optional: it may only lease, page and act as this agent
 //! ```
 
 use std::collections::BTreeMap;
@@ -84,6 +86,14 @@ pub struct StrategyParams {
 pub struct ApiKey {
     pub role: String,
     pub key_sha256: String,
+    /// The key's name in logs and the audit table (default: the first 12 hex
+    /// digits of `key_sha256`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The agent a key is bound to: it may only lease, page and act as that
+    /// agent, and it is the default `agent_id` of its requests.
+    #[serde(default)]
+    pub agent_id: Option<String>,
 }
 
 /// What `serve` allows a connection, the server and each key.

@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
-use super::sql::{active_id, stored_action, SqlBackend, ACTION_COLUMNS};
-use super::{Change, LiveRules, NewAction, Recorded, StoreError, StoredAction};
+use super::sql::{active_id, audit, stored_action, SqlBackend, ACTION_COLUMNS};
+use super::{Actor, Change, LiveRules, NewAction, Recorded, StoreError, StoredAction};
 use crate::features::contacts::CONVERSATIONS;
 use crate::strategy::rules;
 
@@ -47,6 +47,8 @@ async fn block<'q>(
 
 /// Applies an action's compliance effects to plan `plan_id`, for an
 /// account of `person` in time zone `zone`; returns the accounts it blocked.
+/// `own_block` is false for an action whose own block (a dispute's, a
+/// promise's) a manager has lifted since.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn apply_live(
     conn: &mut AnyConnection,
@@ -56,6 +58,7 @@ pub(super) async fn apply_live(
     action: &NewAction,
     now: i64,
     rules: &LiveRules,
+    own_block: bool,
 ) -> Result<Vec<(String, String)>, StoreError> {
     const CLEAR_LEASE: &str = "leased_by = NULL, lease_expires = NULL";
     let mut blocked = Vec::new();
@@ -66,6 +69,7 @@ pub(super) async fn apply_live(
         .with_timezone(&tz)
         .date_naive();
     let own_rule = match action.outcome.as_str() {
+        _ if !own_block => None,
         "dispute" => Some("dispute_open"),
         "promise_to_pay"
             if action
@@ -164,6 +168,7 @@ pub(super) async fn record_once<T: SqlBackend>(
     hash: &str,
     now: i64,
     rules: &LiveRules,
+    actor: &Actor,
 ) -> Result<Recorded, StoreError> {
     let mut tx = store.write().begin().await?;
     let plan_id = active_id(&mut tx, T::BACKEND, false).await?;
@@ -212,6 +217,25 @@ pub(super) async fn record_once<T: SqlBackend>(
         action,
         now,
         rules,
+        true,
+    )
+    .await?;
+    let detail = serde_json::json!({
+        "action_id": id,
+        "plan_id": plan_id,
+        "channel": action.channel,
+        "outcome": action.outcome,
+        "at": action.at_text,
+        "idempotency_key": key,
+        "blocked": blocked.iter().map(|(a, r)| serde_json::json!({"account_id": a, "rule": r})).collect::<Vec<_>>(),
+    });
+    audit(
+        &mut tx,
+        T::BACKEND,
+        actor,
+        now,
+        "action",
+        &[(Some(account_id), detail)],
     )
     .await?;
     if !blocked.is_empty() {

@@ -56,6 +56,8 @@ pub enum StoreError {
         holder: String,
         agent: String,
     },
+    #[error("account {account:?} has no {rule} block from an action recorded through the API: a block from the data folder's own records is lifted there")]
+    NothingToLift { account: String, rule: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -151,6 +153,100 @@ pub struct Item {
     pub reasons: String,
 }
 
+/// Who made a write, as the audit table records it: the API key's id and
+/// role, and the agent it acted as (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub key_id: String,
+    pub role: String,
+    pub agent_id: Option<String>,
+}
+
+impl Actor {
+    /// The server itself: the plan it builds when it starts.
+    pub fn system() -> Actor {
+        Actor {
+            key_id: "system".into(),
+            role: "system".into(),
+            agent_id: None,
+        }
+    }
+}
+
+/// One row of the append-only audit table.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Microseconds since the epoch.
+    pub at: i64,
+    pub key_id: String,
+    pub role: String,
+    pub agent_id: Option<String>,
+    /// lease, release, action, unblock, run or activate.
+    pub action: String,
+    pub account_id: Option<String>,
+    /// JSON.
+    pub detail: String,
+}
+
+/// Which audit rows to read: after `after_id`, in the order written.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditAsk<'a> {
+    pub account_id: Option<&'a str>,
+    /// Rows written at or after this (microseconds since the epoch).
+    pub since: Option<i64>,
+    pub after_id: i64,
+    pub limit: i64,
+}
+
+/// A lifted block: the API's actions of `rule` on `account_id` recorded up
+/// to `at` no longer block it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lift {
+    pub account_id: String,
+    pub rule: String,
+    /// Microseconds since the epoch.
+    pub at: i64,
+}
+
+/// What an unblock did.
+#[derive(Debug, Clone)]
+pub struct Unblocked {
+    pub plan_id: i64,
+    /// A live block of the served plan was removed (else the lift counts
+    /// from the next plan on).
+    pub lifted_now: bool,
+    /// The live block that still holds the account (another pause, the
+    /// person's cool-off or call limit), if the lifted one was its block.
+    pub still_blocked_by: Option<String>,
+}
+
+/// The rule an action of the API's blocks its account by, if any.
+pub fn own_rule(outcome: &str) -> Option<&'static str> {
+    match outcome {
+        "dispute" => Some("dispute_open"),
+        "promise_to_pay" => Some("promise_pending"),
+        _ => None,
+    }
+}
+
+/// Held while a run builds and installs a plan, so that replicas run one at
+/// a time: on PostgreSQL a transaction holding an advisory lock, which ends
+/// (and frees the lock) however the run ends, even if this is dropped; on
+/// SQLite nothing (one process, whose runs are already one at a time).
+pub struct RunLock(pub(crate) Option<sqlx::Transaction<'static, sqlx::Any>>);
+
+impl RunLock {
+    /// Frees the lock.
+    pub async fn release(self) {
+        if let Some(tx) = self.0 {
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "ending the run lock's transaction");
+            }
+        }
+    }
+}
+
 /// A lease request as the store sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseAsk<'a> {
@@ -162,6 +258,7 @@ pub struct LeaseAsk<'a> {
     /// The request's Idempotency-Key and the hash of its body: a retry with
     /// the key gets the first reply's leases.
     pub idempotency: Option<(&'a str, &'a str)>,
+    pub actor: &'a Actor,
 }
 
 /// What a lease request got.
@@ -252,6 +349,8 @@ pub enum Change {
     Blocked { plan: i64, accounts: Vec<String> },
     /// An account's lease ended with an action.
     Released { plan: i64, account: String },
+    /// An account's live block was lifted (`POST /v1/accounts/{id}/unblock`).
+    Unblocked { plan: i64, account: String },
     /// A plan became the active one.
     Activated { plan: i64 },
     /// A replica's freshness marker (see `queues::Freshness`).
@@ -265,6 +364,7 @@ impl Change {
             Change::Leased { plan, .. }
             | Change::Blocked { plan, .. }
             | Change::Released { plan, .. }
+            | Change::Unblocked { plan, .. }
             | Change::Activated { plan } => Some(*plan),
             Change::Marker { .. } => None,
         }
@@ -326,11 +426,23 @@ pub trait Store: Send + Sync {
     async fn active_plan(&self) -> Result<Option<PlanMeta>, StoreError>;
     /// The newest stored plan older than the active one.
     async fn previous_plan(&self) -> Result<Option<PlanMeta>, StoreError>;
-    /// Stores a plan's rows (not yet active); returns its id.
-    async fn insert_plan(&self, meta: &PlanMeta, rows: &[PlanRow]) -> Result<i64, StoreError>;
+    /// Stores a plan's rows (not yet active); returns its id. The run that
+    /// made it is audited as `actor`'s.
+    async fn insert_plan(
+        &self,
+        meta: &PlanMeta,
+        rows: &[PlanRow],
+        actor: &Actor,
+    ) -> Result<i64, StoreError>;
     /// Makes a stored plan the active one, atomically: active leases carry
-    /// over, and actions recorded since the plan's day began apply to it.
-    async fn activate_plan(&self, plan_id: i64, rules: &LiveRules) -> Result<(), StoreError>;
+    /// over, and actions recorded since the plan's day began apply to it
+    /// (less the blocks lifted since).
+    async fn activate_plan(
+        &self,
+        plan_id: i64,
+        rules: &LiveRules,
+        actor: &Actor,
+    ) -> Result<(), StoreError>;
     /// Deletes the rows of plans older than the active one's predecessor
     /// (their decisions stay, see [`decisions`]).
     async fn prune_plans(&self) -> Result<u64, StoreError>;
@@ -381,7 +493,26 @@ pub trait Store: Send + Sync {
         account: &str,
         agent: Option<&str>,
         now: i64,
+        actor: &Actor,
     ) -> Result<(i64, String), StoreError>;
+    /// Lifts the `rule` block (`promise_pending` or `dispute_open`) that
+    /// actions recorded through the API put on `account`: at once in the
+    /// served plan, and in every later plan for the actions recorded so far.
+    async fn unblock(
+        &self,
+        account: &str,
+        rule: &str,
+        reason: &str,
+        now: i64,
+        rules: &LiveRules,
+        actor: &Actor,
+    ) -> Result<Unblocked, StoreError>;
+    /// Waits until no other replica is running, and holds that until released.
+    async fn run_lock(&self) -> Result<RunLock, StoreError>;
+    /// Every lifted block, oldest first.
+    async fn lifts(&self) -> Result<Vec<Lift>, StoreError>;
+    /// A page of the audit table.
+    async fn audit(&self, ask: &AuditAsk<'_>) -> Result<Vec<AuditEntry>, StoreError>;
     /// Sends a replica's freshness marker to every listener (PostgreSQL; a
     /// no-op elsewhere).
     async fn send_marker(&self, replica: &str, n: u64) -> Result<(), StoreError>;
@@ -393,6 +524,7 @@ pub trait Store: Send + Sync {
         idempotency_key: Option<&str>,
         now: i64,
         rules: &LiveRules,
+        actor: &Actor,
     ) -> Result<Recorded, StoreError>;
     /// One account of the active plan with its recent actions.
     async fn account(

@@ -2,7 +2,7 @@
 //! for every [`SqlBackend`]: what a database adds is its pools, its row locks
 //! (by [`Backend`]) and how other replicas hear of a change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -12,10 +12,12 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use super::decisions::{self, Decisions};
 use super::live::{account_keys, apply_live, record_once};
 use super::{
-    AccountRow, Backend, Change, Item, LeaseAsk, LeaseReply, Leased, LiveRules, NewAction,
-    PlanMeta, PlanRow, QueueRow, Recorded, Store, StoreError, StoredAction,
+    own_rule, AccountRow, Actor, AuditAsk, AuditEntry, Backend, Change, Item, LeaseAsk, LeaseReply,
+    Leased, Lift, LiveRules, NewAction, PlanMeta, PlanRow, QueueRow, Recorded, RunLock, Store,
+    StoreError, StoredAction, Unblocked,
 };
 use crate::contract::Strategy;
+use crate::strategy::rules;
 
 /// What one database adds to the shared SQL.
 #[async_trait]
@@ -160,6 +162,51 @@ const SCHEMA: &[&str] = &[
         expires {int} NOT NULL,
         recorded_at {int} NOT NULL,
         PRIMARY KEY (strategy, idempotency_key))",
+    // Who did what: every write through the API and every run, in the
+    // transaction of its effect. Nothing updates or deletes it (see below).
+    "CREATE TABLE IF NOT EXISTS audit (
+        id {id},
+        at {int} NOT NULL,
+        key_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        agent_id TEXT,
+        action TEXT NOT NULL,
+        account_id TEXT,
+        detail TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS audit_account ON audit (account_id, id)",
+    "CREATE INDEX IF NOT EXISTS audit_at ON audit (at)",
+    // Blocks lifted by a manager: the API's actions of the rule recorded
+    // up to `at` no longer block the account, now or in later plans.
+    "CREATE TABLE IF NOT EXISTS unblocks (
+        id {id},
+        account_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        at {int} NOT NULL,
+        key_id TEXT NOT NULL,
+        reason TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS unblocks_account ON unblocks (account_id, rule)",
+];
+
+/// The PostgreSQL advisory lock a run holds (one run at a time across replicas).
+const RUN_LOCK: i64 = 72818;
+
+/// The audit table refuses updates and deletes (and on PostgreSQL truncation)
+/// through any connection; only its owner dropping the triggers gets past.
+const APPEND_ONLY_SQLITE: &[&str] = &[
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit \
+     BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit \
+     BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END",
+];
+const APPEND_ONLY_POSTGRES: &[&str] = &[
+    "CREATE OR REPLACE FUNCTION prioritize_audit_append_only() RETURNS trigger \
+     LANGUAGE plpgsql AS $body$ BEGIN RAISE EXCEPTION 'the audit table is append-only'; END $body$",
+    "DROP TRIGGER IF EXISTS audit_append_only ON audit",
+    "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit \
+     FOR EACH ROW EXECUTE FUNCTION prioritize_audit_append_only()",
+    "DROP TRIGGER IF EXISTS audit_no_truncate ON audit",
+    "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit \
+     FOR EACH STATEMENT EXECUTE FUNCTION prioritize_audit_append_only()",
 ];
 
 const ROW_COLUMNS: &str = "plan_id, account_id, person, timezone, currency, strategy, queue_rank, \
@@ -174,7 +221,78 @@ pub async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Result<(), S
             .execute(&mut *conn)
             .await?;
     }
+    let append_only = match backend {
+        Backend::Sqlite => APPEND_ONLY_SQLITE,
+        Backend::Postgres => APPEND_ONLY_POSTGRES,
+    };
+    for statement in append_only {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
     Ok(())
+}
+
+/// Appends audit rows, one per `(account, detail)`, as `actor`'s at `at`.
+pub(super) async fn audit(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    actor: &Actor,
+    at: i64,
+    action: &str,
+    rows: &[(Option<&str>, serde_json::Value)],
+) -> Result<(), StoreError> {
+    const WIDTH: usize = 7;
+    for part in rows.chunks(100) {
+        let values: Vec<String> = (0..part.len())
+            .map(|r| {
+                let cells: Vec<String> = (1..=WIDTH)
+                    .map(|c| backend.placeholder(r * WIDTH + c))
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit (at, key_id, role, agent_id, action, account_id, detail) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (account, detail) in part {
+            query = query
+                .bind(at)
+                .bind(actor.key_id.clone())
+                .bind(actor.role.clone())
+                .bind(actor.agent_id.clone())
+                .bind(action.to_string())
+                .bind(account.map(str::to_string))
+                .bind(detail.to_string());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The latest lift of each (account, rule).
+pub(super) async fn lifted(
+    conn: &mut AnyConnection,
+) -> Result<std::collections::HashMap<(String, String), i64>, StoreError> {
+    let rows =
+        sqlx::query("SELECT account_id, rule, max(at) FROM unblocks GROUP BY account_id, rule")
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter()
+        .map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?)))
+        .collect()
+}
+
+/// The active plan, for a read: no row lock (a read never waits for a plan
+/// switch, and the rows of the plan before stay until two newer ones exist).
+async fn read_active_id(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT plan_id FROM active_plan WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(row) => Ok(row.try_get::<i64, _>(0)?),
+        None => Err(StoreError::NoPlan),
+    }
 }
 
 /// The active plan, locked against a switch (PostgreSQL: shared, or
@@ -339,7 +457,12 @@ impl<T: SqlBackend> Store for T {
         row.map(|row| plan_meta(&row)).transpose()
     }
 
-    async fn insert_plan(&self, meta: &PlanMeta, rows: &[PlanRow]) -> Result<i64, StoreError> {
+    async fn insert_plan(
+        &self,
+        meta: &PlanMeta,
+        rows: &[PlanRow],
+        actor: &Actor,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.write().begin().await?;
         let plan_id: i64 = sqlx::query(
             "INSERT INTO plans (created_at, day, model_version, data_hash, accounts, summary) \
@@ -364,6 +487,22 @@ impl<T: SqlBackend> Store for T {
         .bind(rows.len() as i64)
         .bind(decisions::encode(rows)?)
         .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({
+            "plan_id": plan_id,
+            "day": meta.day.to_string(),
+            "model_version": meta.model_version,
+            "data_hash": meta.data_hash,
+            "accounts": rows.len(),
+        });
+        audit(
+            &mut tx,
+            T::BACKEND,
+            actor,
+            Utc::now().timestamp_micros(),
+            "run",
+            &[(None, detail)],
+        )
         .await?;
         tx.commit().await?;
         // Rows go in chunks, each its own transaction, so that actions and
@@ -417,7 +556,33 @@ impl<T: SqlBackend> Store for T {
         Ok(plan_id)
     }
 
-    async fn activate_plan(&self, plan_id: i64, rules: &LiveRules) -> Result<(), StoreError> {
+    async fn activate_plan(
+        &self,
+        plan_id: i64,
+        rules: &LiveRules,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        // The new plan's rows take the live effects of the actions recorded
+        // so far before the switch, outside its lock: nobody else writes the
+        // rows of a plan that is not active yet.
+        let mut tx = self.write().begin().await?;
+        let day: String = sqlx::query("SELECT day FROM plans WHERE plan_id = $1")
+            .bind(plan_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let day: NaiveDate = day
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("stored plan day {day:?}")))?;
+        let lifts_seen: Option<i64> = sqlx::query("SELECT max(id) FROM unblocks")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let replayed = replay(&mut tx, plan_id, day, rules, &HashSet::new()).await?;
+        tx.commit().await?;
+
+        // The switch: short, and set-based but for what was recorded meanwhile.
+        let switch = std::time::Instant::now();
         let mut tx = self.write().begin().await?;
         // Waits for leases and actions in flight on the old plan.
         let old = match active_id(&mut tx, T::BACKEND, true).await {
@@ -428,67 +593,34 @@ impl<T: SqlBackend> Store for T {
         let now = Utc::now().timestamp_micros();
         if let Some(old) = old {
             // Leases still running carry over to the new plan's rows.
-            let leases = sqlx::query(
-                "SELECT account_id, leased_by, lease_expires FROM plan_items \
-                 WHERE plan_id = $1 AND leased_by IS NOT NULL AND lease_expires > $2",
+            sqlx::query(
+                "UPDATE plan_items SET leased_by = o.leased_by, lease_expires = o.lease_expires \
+                 FROM plan_items AS o \
+                 WHERE plan_items.plan_id = $1 AND o.plan_id = $2 \
+                 AND o.account_id = plan_items.account_id \
+                 AND o.leased_by IS NOT NULL AND o.lease_expires > $3 \
+                 AND plan_items.blocked_live IS NULL",
             )
+            .bind(plan_id)
             .bind(old)
             .bind(now)
-            .fetch_all(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-            for lease in leases {
-                sqlx::query(
-                    "UPDATE plan_items SET leased_by = $1, lease_expires = $2 \
-                     WHERE plan_id = $3 AND account_id = $4",
-                )
-                .bind(lease.try_get::<String, _>(1)?)
-                .bind(lease.try_get::<i64, _>(2)?)
-                .bind(plan_id)
-                .bind(lease.try_get::<String, _>(0)?)
-                .execute(&mut *tx)
-                .await?;
-            }
         }
-        // Actions recorded through the API apply to the new plan as they did
-        // to the old one: those of the rules' windows, and promises still open.
-        let day: String = sqlx::query("SELECT day FROM plans WHERE plan_id = $1")
-            .bind(plan_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        let day: NaiveDate = day
-            .parse()
-            .map_err(|_| StoreError::Invalid(format!("stored plan day {day:?}")))?;
-        let since = (day - chrono::Duration::days(rules.window_days + 1))
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc()
-            .timestamp_micros();
-        let actions = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} FROM actions WHERE at >= $1 OR promised_on >= $2 ORDER BY id"
-        ))
-        .bind(since)
-        .bind(day.to_string())
-        .fetch_all(&mut *tx)
+        // Pauses a manager lifted since the replay above read the lifts.
+        sqlx::query(
+            "UPDATE plan_items SET blocked_live = NULL WHERE plan_id = $1 \
+             AND account_id IN (SELECT account_id FROM unblocks \
+               WHERE id > $2 AND rule = plan_items.blocked_live)",
+        )
+        .bind(plan_id)
+        .bind(lifts_seen.unwrap_or(0))
+        .execute(&mut *tx)
         .await?;
-        for row in &actions {
-            let stored = stored_action(row)?;
-            // Accounts no longer in the data folder have nothing to block.
-            let Some((person, zone)) = account_keys(&mut tx, plan_id, &stored.account_id).await?
-            else {
-                continue;
-            };
-            apply_live(
-                &mut tx,
-                plan_id,
-                &stored.account_id,
-                (&person, &zone),
-                &stored.action,
-                now,
-                rules,
-            )
-            .await?;
-        }
+        // What was committed since (ids are handed out before commit, so an
+        // action may have an id below ones already replayed).
+        let meanwhile = replay(&mut tx, plan_id, day, rules, &replayed).await?;
+        let replayed = replayed.len() + meanwhile.len();
         sqlx::query(
             "INSERT INTO active_plan (id, plan_id) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET plan_id = excluded.plan_id",
@@ -500,16 +632,35 @@ impl<T: SqlBackend> Store for T {
             .bind(plan_id)
             .execute(&mut *tx)
             .await?;
+        let detail = serde_json::json!({
+            "plan_id": plan_id,
+            "previous_plan_id": old,
+            "replayed_actions": replayed,
+        });
+        audit(
+            &mut tx,
+            T::BACKEND,
+            actor,
+            now,
+            "activate",
+            &[(None, detail)],
+        )
+        .await?;
         self.announce(&mut tx, Change::Activated { plan: plan_id })
             .await?;
         tx.commit().await?;
-        tracing::info!(plan_id, replayed = actions.len(), "plan activated");
+        tracing::info!(
+            plan_id,
+            replayed,
+            switch_seconds = switch.elapsed().as_secs_f64(),
+            "plan activated"
+        );
         Ok(())
     }
 
     async fn prune_plans(&self) -> Result<u64, StoreError> {
         let mut conn = self.write().acquire().await?;
-        let active = match active_id(&mut conn, T::BACKEND, false).await {
+        let active = match read_active_id(&mut conn).await {
             Ok(id) => id,
             Err(StoreError::NoPlan) => return Ok(0),
             Err(e) => return Err(e),
@@ -598,7 +749,7 @@ impl<T: SqlBackend> Store for T {
         agent: Option<&str>,
     ) -> Result<(i64, Vec<Item>), StoreError> {
         let mut conn = self.read().acquire().await?;
-        let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
+        let plan_id = read_active_id(&mut conn).await?;
         let after = match cursor {
             Some((plan, _)) if plan != plan_id => return Err(StoreError::StaleCursor(plan)),
             Some((_, rank)) => rank,
@@ -628,6 +779,7 @@ impl<T: SqlBackend> Store for T {
         account: &str,
         agent: Option<&str>,
         now: i64,
+        actor: &Actor,
     ) -> Result<(i64, String), StoreError> {
         let mut tx = self.write().begin().await?;
         let plan_id = active_id(&mut tx, T::BACKEND, false).await?;
@@ -670,6 +822,20 @@ impl<T: SqlBackend> Store for T {
         .bind(account.to_string())
         .execute(&mut *tx)
         .await?;
+        let detail = serde_json::json!({
+            "strategy": strategy,
+            "plan_id": plan_id,
+            "holder": holder,
+        });
+        audit(
+            &mut tx,
+            T::BACKEND,
+            actor,
+            now,
+            "release",
+            &[(Some(account), detail)],
+        )
+        .await?;
         self.announce(
             &mut tx,
             Change::Released {
@@ -680,6 +846,214 @@ impl<T: SqlBackend> Store for T {
         .await?;
         tx.commit().await?;
         Ok((plan_id, holder))
+    }
+
+    async fn unblock(
+        &self,
+        account: &str,
+        rule: &str,
+        reason: &str,
+        now: i64,
+        rules: &LiveRules,
+        actor: &Actor,
+    ) -> Result<Unblocked, StoreError> {
+        let mut tx = self.write().begin().await?;
+        let plan_id = active_id(&mut tx, T::BACKEND, false).await?;
+        let row = sqlx::query(&format!(
+            "SELECT timezone, person, strategy, calls_in_window, blocked_live FROM plan_items \
+             WHERE plan_id = $1 AND account_id = $2 {}",
+            T::BACKEND.lock(true)
+        ))
+        .bind(plan_id)
+        .bind(account.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Err(StoreError::UnknownAccount(account.to_string()));
+        };
+        let zone: String = row.try_get("timezone")?;
+        let person: String = row.try_get("person")?;
+        let strategy: String = row.try_get("strategy")?;
+        let calls_in_window: i64 = row.try_get("calls_in_window")?;
+        let blocked_live: Option<String> = row.try_get("blocked_live")?;
+        let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
+        let today = chrono::DateTime::<Utc>::from_timestamp_micros(now)
+            .unwrap_or_default()
+            .with_timezone(&tz)
+            .date_naive();
+        let blocking = api_causes(&mut tx, account, rule, now, today, rules).await?;
+        if blocking == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::NothingToLift {
+                account: account.to_string(),
+                rule: rule.to_string(),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO unblocks (account_id, rule, at, key_id, reason) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(account.to_string())
+        .bind(rule.to_string())
+        .bind(now)
+        .bind(actor.key_id.clone())
+        .bind(reason.to_string())
+        .execute(&mut *tx)
+        .await?;
+        // The account keeps one live block: if the lifted one was it, what
+        // else would block it now takes its place (the other pause, or for
+        // a call the person's cool-off or attempt limit).
+        let mut still: Option<&str> = None;
+        if blocked_live.as_deref() == Some(rule) {
+            let other = if rule == "promise_pending" {
+                "dispute_open"
+            } else {
+                "promise_pending"
+            };
+            let call_like =
+                Strategy::from_str(&strategy).is_ok_and(|s| s.channel() == Some("call"));
+            if api_causes(&mut tx, account, other, now, today, rules).await? > 0 {
+                still = Some(other);
+            } else if call_like {
+                let conversations = crate::features::contacts::CONVERSATIONS
+                    .iter()
+                    .map(|c| format!("'{c}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let latest: Option<i64> = sqlx::query(&format!(
+                    "SELECT max(a.at) FROM actions a JOIN plan_items p \
+                     ON p.plan_id = $1 AND p.account_id = a.account_id \
+                     WHERE p.person = $2 AND a.outcome IN ({conversations})"
+                ))
+                .bind(plan_id)
+                .bind(person.clone())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+                let added: Option<i64> = sqlx::query(
+                    "SELECT calls_added FROM people WHERE plan_id = $1 AND person = $2",
+                )
+                .bind(plan_id)
+                .bind(person.clone())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+                if latest.is_some_and(|at| now < at + rules.cool_off_micros) {
+                    still = Some("conversation_cool_off");
+                } else if calls_in_window + added.unwrap_or(0) >= rules.max_calls_in_window {
+                    still = Some("call_attempt_limit");
+                }
+            }
+            sqlx::query(
+                "UPDATE plan_items SET blocked_live = $1 WHERE plan_id = $2 AND account_id = $3",
+            )
+            .bind(still.map(str::to_string))
+            .bind(plan_id)
+            .bind(account.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let lifted_now = blocked_live.as_deref() == Some(rule) && still.is_none();
+        // Blocked live by something else all along: that still holds.
+        if blocked_live.as_deref().is_some_and(|b| b != rule) {
+            still = blocked_live.as_deref();
+        }
+        let detail = serde_json::json!({
+            "rule": rule,
+            "reason": reason,
+            "plan_id": plan_id,
+            "lifted_now": lifted_now,
+            "still_blocked_by": still,
+            "actions": blocking,
+        });
+        audit(
+            &mut tx,
+            T::BACKEND,
+            actor,
+            now,
+            "unblock",
+            &[(Some(account), detail)],
+        )
+        .await?;
+        if lifted_now {
+            self.announce(
+                &mut tx,
+                Change::Unblocked {
+                    plan: plan_id,
+                    account: account.to_string(),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Unblocked {
+            plan_id,
+            lifted_now,
+            still_blocked_by: still.map(str::to_string),
+        })
+    }
+
+    async fn run_lock(&self) -> Result<RunLock, StoreError> {
+        if T::BACKEND == Backend::Sqlite {
+            return Ok(RunLock(None));
+        }
+        let mut tx = self.write().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(RUN_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(RunLock(Some(tx)))
+    }
+
+    async fn lifts(&self) -> Result<Vec<Lift>, StoreError> {
+        sqlx::query("SELECT account_id, rule, at FROM unblocks ORDER BY id")
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Lift {
+                    account_id: row.try_get(0)?,
+                    rule: row.try_get(1)?,
+                    at: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit(&self, ask: &AuditAsk<'_>) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, at, key_id, role, agent_id, action, account_id, detail FROM audit \
+             WHERE id > $1 AND at >= $2",
+        );
+        if ask.account_id.is_some() {
+            sql.push_str(" AND account_id = $4");
+        }
+        sql.push_str(" ORDER BY id LIMIT $3");
+        let mut query = sqlx::query(&sql)
+            .bind(ask.after_id)
+            .bind(ask.since.unwrap_or(i64::MIN))
+            .bind(ask.limit);
+        if let Some(account) = ask.account_id {
+            query = query.bind(account.to_string());
+        }
+        query
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    id: row.try_get("id")?,
+                    at: row.try_get("at")?,
+                    key_id: row.try_get("key_id")?,
+                    role: row.try_get("role")?,
+                    agent_id: row.try_get("agent_id")?,
+                    action: row.try_get("action")?,
+                    account_id: row.try_get("account_id")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
     }
 
     async fn lease(
@@ -741,16 +1115,27 @@ impl<T: SqlBackend> Store for T {
         idempotency_key: Option<&str>,
         now: i64,
         rules: &LiveRules,
+        actor: &Actor,
     ) -> Result<Recorded, StoreError> {
         use sha2::{Digest, Sha256};
         let hash = hex::encode(Sha256::digest(
             serde_json::to_vec(action).expect("actions serialise"),
         ));
-        match record_once(self, account_id, action, idempotency_key, &hash, now, rules).await {
+        let once = || {
+            record_once(
+                self,
+                account_id,
+                action,
+                idempotency_key,
+                &hash,
+                now,
+                rules,
+                actor,
+            )
+        };
+        match once().await {
             // Two requests with one key at once: the second finds the first.
-            Err(e) if idempotency_key.is_some() && is_unique_violation(&e) => {
-                record_once(self, account_id, action, idempotency_key, &hash, now, rules).await
-            }
+            Err(e) if idempotency_key.is_some() && is_unique_violation(&e) => once().await,
             other => other,
         }
     }
@@ -761,7 +1146,7 @@ impl<T: SqlBackend> Store for T {
         recent: i64,
     ) -> Result<Option<AccountRow>, StoreError> {
         let mut conn = self.read().acquire().await?;
-        let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
+        let plan_id = read_active_id(&mut conn).await?;
         let row = sqlx::query(&format!(
             "SELECT {ITEM_COLUMNS}, timezone, strategy, blocked_by, blocked_live, propensity, model_version, \
              leased_by, lease_expires, history FROM plan_items WHERE plan_id = $1 AND account_id = $2"
@@ -798,7 +1183,7 @@ impl<T: SqlBackend> Store for T {
 
     async fn queue_sizes(&self, now: i64) -> Result<BTreeMap<String, (i64, i64)>, StoreError> {
         let mut conn = self.read().acquire().await?;
-        let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
+        let plan_id = read_active_id(&mut conn).await?;
         let rows = sqlx::query(
             "SELECT strategy, \
              sum(CASE WHEN blocked_live IS NULL THEN 1 ELSE 0 END), \
@@ -821,7 +1206,7 @@ impl<T: SqlBackend> Store for T {
 
     async fn zones(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.read().acquire().await?;
-        let plan_id = active_id(&mut conn, T::BACKEND, false).await?;
+        let plan_id = read_active_id(&mut conn).await?;
         let rows = sqlx::query("SELECT DISTINCT timezone FROM plan_items WHERE plan_id = $1")
             .bind(plan_id)
             .fetch_all(&mut *conn)
@@ -852,6 +1237,7 @@ async fn lease_once<T: SqlBackend>(
         ttl_micros,
         now,
         idempotency,
+        actor,
     } = *request;
     let mut tx = store.write().begin().await?;
     let plan_id = active_id(&mut tx, T::BACKEND, false).await?;
@@ -943,6 +1329,17 @@ async fn lease_once<T: SqlBackend>(
             .iter()
             .map(|row| row.try_get::<String, _>("account_id"))
             .collect::<Result<Vec<_>, _>>()?;
+        let detail = serde_json::json!({
+            "strategy": strategy,
+            "plan_id": plan_id,
+            "expires_at": expires,
+            "idempotency_key": idempotency.map(|(key, _)| key),
+        });
+        let audited: Vec<(Option<&str>, serde_json::Value)> = accounts
+            .iter()
+            .map(|a| (Some(a.as_str()), detail.clone()))
+            .collect();
+        audit(&mut tx, T::BACKEND, actor, now, "lease", &audited).await?;
         let change = Change::Leased {
             plan: plan_id,
             agent: agent.to_string(),
@@ -986,4 +1383,114 @@ async fn lease_once<T: SqlBackend>(
         leased,
         replayed: false,
     })
+}
+
+/// How many actions recorded through the API put the `rule` pause
+/// (`promise_pending`, `dispute_open`) on `account` now and were not
+/// lifted since: promises whose date has not passed on `today`, disputes
+/// within the window a plan replays them over.
+async fn api_causes(
+    conn: &mut AnyConnection,
+    account: &str,
+    rule: &str,
+    now: i64,
+    today: NaiveDate,
+    rules: &LiveRules,
+) -> Result<usize, StoreError> {
+    let before: Option<i64> =
+        sqlx::query("SELECT max(at) FROM unblocks WHERE account_id = $1 AND rule = $2")
+            .bind(account.to_string())
+            .bind(rule.to_string())
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+    let outcome = match rule {
+        "promise_pending" => "promise_to_pay",
+        _ => "dispute",
+    };
+    let causes = sqlx::query(
+        "SELECT promised_on, at FROM actions WHERE account_id = $1 AND outcome = $2 \
+         AND recorded_at > $3",
+    )
+    .bind(account.to_string())
+    .bind(outcome.to_string())
+    .bind(before.unwrap_or(i64::MIN))
+    .fetch_all(&mut *conn)
+    .await?;
+    let window_start = now - (rules.window_days + 1) * 86_400_000_000;
+    let mut blocking = 0;
+    for cause in &causes {
+        let promised_on: Option<String> = cause.try_get(0)?;
+        let at: i64 = cause.try_get(1)?;
+        let holds = match rule {
+            "promise_pending" => promised_on
+                .and_then(|d| d.parse::<NaiveDate>().ok())
+                .is_some_and(|d| rules::promise_holds(d, today)),
+            _ => at >= window_start,
+        };
+        blocking += usize::from(holds);
+    }
+    Ok(blocking)
+}
+
+/// Applies to plan `plan_id` (of `day`) the live effects of the actions
+/// recorded through the API but those in `done`: the actions within the
+/// rules' windows, and promises still open, less the pauses a manager lifted
+/// after them. Returns the ids it applied.
+async fn replay(
+    conn: &mut AnyConnection,
+    plan_id: i64,
+    day: NaiveDate,
+    rules: &LiveRules,
+    done: &HashSet<i64>,
+) -> Result<HashSet<i64>, StoreError> {
+    let since = (day - chrono::Duration::days(rules.window_days + 1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        .timestamp_micros();
+    let actions = sqlx::query(&format!(
+        "SELECT {ACTION_COLUMNS} FROM actions WHERE at >= $1 OR promised_on >= $2 ORDER BY id"
+    ))
+    .bind(since)
+    .bind(day.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut applied = HashSet::new();
+    let actions = actions
+        .iter()
+        .map(stored_action)
+        .filter(|a| a.as_ref().map_or(true, |a| !done.contains(&a.id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if actions.is_empty() {
+        return Ok(applied);
+    }
+    let lifts = lifted(&mut *conn).await?;
+    let now = Utc::now().timestamp_micros();
+    for stored in &actions {
+        applied.insert(stored.id);
+        // Accounts no longer in the data folder have nothing to block.
+        let Some((person, zone)) = account_keys(&mut *conn, plan_id, &stored.account_id).await?
+        else {
+            continue;
+        };
+        // A pause a manager lifted after the action does not come back.
+        let own_block = own_rule(&stored.action.outcome).is_none_or(|rule| {
+            lifts
+                .get(&(stored.account_id.clone(), rule.to_string()))
+                .is_none_or(|&at| at < stored.recorded_at)
+        });
+        apply_live(
+            &mut *conn,
+            plan_id,
+            &stored.account_id,
+            (&person, &zone),
+            &stored.action,
+            now,
+            rules,
+            own_block,
+        )
+        .await?;
+    }
+    Ok(applied)
 }
