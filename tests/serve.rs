@@ -1018,6 +1018,75 @@ fn segments_models_openapi_metrics(backend: Backend) {
             "{path} missing from the OpenAPI document"
         );
     }
+    // Every error a request can get is documented, as a problem.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let responses = operation["responses"].as_object().expect("responses");
+            for (status, response) in responses {
+                if status.as_str() >= "400" && status != "408" {
+                    assert!(
+                        response["content"]["application/problem+json"].is_object(),
+                        "{method} {path} {status} is not documented as application/problem+json"
+                    );
+                }
+            }
+            let mut expected = vec!["408"];
+            if !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                expected.push("503");
+            }
+            if operation["security"].is_array() {
+                expected.extend(["401", "403", "429"]);
+            }
+            if operation["requestBody"].is_object() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not document {status}"
+                );
+            }
+        }
+    }
+    // The contract's names are enums, so a schema-valid request is one the server takes.
+    let schemas = &doc["components"]["schemas"];
+    let listed = |value: &Value| -> Vec<String> {
+        value["enum"]
+            .as_array()
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| n.as_str().expect("name").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        listed(&schemas["ActionRequest"]["properties"]["channel"]),
+        [
+            "sms",
+            "email",
+            "call",
+            "letter",
+            "field_visit",
+            "legal",
+            "agency"
+        ]
+    );
+    assert!(listed(&schemas["ActionRequest"]["properties"]["outcome"])
+        .contains(&"promise_to_pay".to_string()));
+    assert_eq!(
+        listed(&schemas["UnblockRequest"]["properties"]["rule"]),
+        ["promise_pending", "dispute_open"]
+    );
+    let strategy = doc["paths"]["/v1/worklists/{strategy}"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "strategy")
+        .expect("strategy parameter")
+        .clone();
+    assert_eq!(listed(&strategy["schema"]).len(), 10, "{strategy}");
     // Made-up methods are counted together, not as a series each.
     for method in ["BREW", "WHEN", "PROPFIND"] {
         let response = client()

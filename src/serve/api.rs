@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::planning::ActionRow;
-use super::problem::{Body, Problem, Query};
+use super::problem::{Body, Path, Problem, Query};
 use super::store::{Change, Item, LeaseAsk, LeaseReply, NewAction, StoreError, StoredAction};
 use super::{App, Role, RunInfo};
 use crate::contract::parse::{money_to_decimal, parse_money};
@@ -94,11 +94,14 @@ pub struct Worklist {
 #[into_params(parameter_in = Query)]
 pub struct WorklistQuery {
     /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]+\.[0-9]+$")]
     pub cursor: Option<String>,
     /// The asking agent: its own leases stay in its view (default: the
     /// key's agent, for a key bound to one).
+    #[param(min_length = 1, max_length = 200, pattern = r"\S")]
     pub agent_id: Option<String>,
 }
 
@@ -164,7 +167,8 @@ fn page_from_memory(
 #[utoipa::path(get, path = "/v1/worklists/{strategy}", tag = "worklists",
     params(("strategy" = String, Path, description = "a strategy of the contract"), WorklistQuery),
     responses(
-        (status = 200, body = Worklist),
+        (status = 200, body = Worklist, headers(("Prioritize-Stale" = String,
+            description = "`true` when the store is unreachable and the page comes from the queues in memory (it may miss changes committed just before)"))),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem, description = "no such strategy"),
         (status = 409, body = Problem, description = "the cursor's plan was replaced"),
@@ -179,6 +183,12 @@ pub async fn worklist(
 ) -> Result<Response, Problem> {
     let caller = app.authorize(&headers, Role::Collector)?;
     let agent = caller.agent(query.agent_id.as_deref())?;
+    if agent
+        .as_ref()
+        .is_some_and(|a| a.trim().is_empty() || a.chars().count() > 200)
+    {
+        return Err(Problem::field("agent_id", "expected 1–200 characters"));
+    }
     let strategy = strategy_of(&strategy)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -250,14 +260,45 @@ pub fn render_item(item: &Item) -> String {
     serde_json::to_string(&WorkItem::from(item)).expect("work items serialise")
 }
 
+/// An integer body field that also takes a JSON number with no fractional
+/// part (`5.0`), as JSON Schema's `integer` does.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_i64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not an integer")))
+}
+
+fn integral_or_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    match Option::<serde_json::Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(number) => integral(serde_json::Value::Number(number))
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     /// The agent to lease to; required unless the key is bound to an agent.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub agent_id: Option<String>,
     /// Accounts to lease, 1–100.
+    #[schema(minimum = 1, maximum = 100)]
+    #[serde(deserialize_with = "integral")]
     pub count: i64,
     /// Seconds until the lease expires, 10–86400 (default 900).
+    #[schema(minimum = 10, maximum = 86400)]
+    #[serde(default, deserialize_with = "integral_or_none")]
     pub ttl_seconds: Option<i64>,
 }
 
@@ -287,6 +328,7 @@ pub struct Leases {
 pub struct ReleaseQuery {
     /// The agent that holds the lease (required with a collector key; a
     /// manager key may release anyone's).
+    #[param(min_length = 1, max_length = 200, pattern = r"\S")]
     pub agent_id: Option<String>,
 }
 
@@ -331,7 +373,7 @@ pub async fn release_lease(
     let strategy = strategy_of(&strategy)?;
     let asked = caller.agent(query.agent_id.as_deref())?;
     let agent = match (&asked, manager) {
-        (Some(agent), _) if agent.trim().is_empty() || agent.len() > 200 => {
+        (Some(agent), _) if agent.trim().is_empty() || agent.chars().count() > 200 => {
             return Err(Problem::field("agent_id", "expected 1–200 characters"))
         }
         (Some(agent), _) => Some(agent.as_str()),
@@ -370,14 +412,22 @@ pub async fn release_lease(
     }))
 }
 
+/// What an `Idempotency-Key` may be: 1–255 visible ASCII characters, with
+/// spaces only inside (HTTP trims them at the ends).
+const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]([ -~]*[!-~])?$";
+
 /// The request's `Idempotency-Key`, if any.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     match headers.get("idempotency-key") {
         Some(value) => {
-            let key = value
-                .to_str()
+            let key = std::str::from_utf8(value.as_bytes())
                 .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .filter(|k| {
+                    (1..=255).contains(&k.len())
+                        && k.bytes().all(|b| (b' '..=b'~').contains(&b))
+                        && !k.starts_with(' ')
+                        && !k.ends_with(' ')
+                })
                 .ok_or_else(|| {
                     Problem::field("Idempotency-Key", "expected 1–255 visible ASCII characters")
                 })?;
@@ -393,7 +443,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key (in this queue) gets the first reply's leases")),
     request_body = LeaseRequest,
     responses(
-        (status = 200, body = Leases, description = "possibly fewer than asked: the queue's end, or (for calls) accounts outside calling hours; a retry with the same Idempotency-Key returns the first leases (header Idempotent-Replayed: true)"),
+        (status = 200, body = Leases, description = "possibly fewer than asked: the queue's end, or (for calls) accounts outside calling hours; a retry with the same Idempotency-Key returns the first leases (header Idempotent-Replayed: true)",
+            headers(("Idempotent-Replayed" = String, description = "`true` on a retry's reply"))),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem, description = "a bad field, or a reused Idempotency-Key with another body"),
         (status = 503, body = Problem, description = "the store is unreachable (header Retry-After)"),
@@ -411,7 +462,7 @@ pub async fn lease(
     let agent = caller
         .agent(request.agent_id.as_deref())?
         .ok_or_else(|| Problem::field("agent_id", "is required (the key is bound to no agent)"))?;
-    if agent.trim().is_empty() || agent.len() > 200 {
+    if agent.trim().is_empty() || agent.chars().count() > 200 {
         return Err(Problem::field("agent_id", "expected 1–200 characters"));
     }
     if !(1..=100).contains(&request.count) {
@@ -536,8 +587,8 @@ pub async fn lease(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
-    /// RFC 3339 instant with its offset.
-    #[schema(example = "2026-11-23T14:05:00-05:00")]
+    /// RFC 3339 instant with its offset, not in the future (5 minutes' grace).
+    #[schema(example = "2026-11-23T14:05:00-05:00", format = DateTime)]
     pub at: String,
     /// sms, email, call, letter, field_visit, legal, agency
     pub channel: String,
@@ -545,10 +596,14 @@ pub struct ActionRequest {
     /// refused, dispute, wrong_party, delivered, undeliverable
     pub outcome: String,
     /// Decimal string, with promise_to_pay.
+    #[schema(pattern = r"^[0-9]{1,14}(\.[0-9]{1,4})?$", example = "120.00")]
     pub promised_amount: Option<String>,
-    /// YYYY-MM-DD, required with promise_to_pay.
+    /// YYYY-MM-DD, required with promise_to_pay: at most `[rules]
+    /// max_promise_days` (default 60) after `at`.
+    #[schema(format = Date)]
     pub promised_on: Option<String>,
     /// Who recorded it (default: the key's agent, for a key bound to one).
+    #[schema(max_length = 200)]
     pub agent_id: Option<String>,
 }
 
@@ -688,7 +743,7 @@ pub fn validate_action(
         }
     }
     if let Some(agent) = &request.agent_id {
-        if agent.len() > 200 {
+        if agent.chars().count() > 200 {
             return Err(Problem::field(
                 "agent_id",
                 "expected at most 200 characters",
@@ -712,7 +767,9 @@ pub fn validate_action(
         ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key records the action once")),
     request_body = ActionRequest,
     responses(
-        (status = 201, body = ActionRecord, description = "stored; a retry with the same Idempotency-Key returns the first record (header Idempotent-Replayed: true)"),
+        (status = 201, body = ActionRecord, description = "stored; a retry with the same Idempotency-Key returns the first record (header Idempotent-Replayed: true)",
+            headers(("Location" = String, description = "the account"),
+                ("Idempotent-Replayed" = String, description = "`true` on a retry's reply"))),
         (status = 401, body = Problem),
         (status = 403, body = Problem, description = "the key lacks the role, or is bound to another agent_id"),
         (status = 404, body = Problem, description = "the account is not in the plan"),
@@ -912,6 +969,7 @@ pub struct UnblockRequest {
     /// `promise_pending` or `dispute_open`.
     pub rule: String,
     /// Why, 1–500 characters.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -1010,8 +1068,10 @@ pub struct AuditQuery {
     /// Only rows written at or after this: RFC 3339, or YYYY-MM-DD (UTC midnight).
     pub since: Option<String>,
     /// Rows per page, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]+$")]
     pub cursor: Option<String>,
 }
 
@@ -1199,10 +1259,12 @@ pub async fn models(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OutcomesQuery {
     /// Only decisions of this day or later (YYYY-MM-DD).
     pub since: Option<NaiveDate>,
     /// Days after the decision's day a payment counts, 1–3650 (default 30).
+    #[param(minimum = 1, maximum = 3650)]
     pub horizon_days: Option<i64>,
     /// The last day payments are known (default: the data folder's latest
     /// cycle end or action, or an action recorded through the API).
@@ -1467,18 +1529,186 @@ impl utoipa::Modify for Security {
 )]
 pub struct ApiDoc;
 
+/// The OpenAPI document as served: utoipa's from the handlers, completed
+/// with what the layers and extractors answer on every route (auth, rate
+/// limit, shedding, body and query rejections), every error as
+/// `application/problem+json`, and the contract's names as enums, so that
+/// it lists every response a request can get.
+pub fn document() -> &'static serde_json::Value {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+        complete(&mut doc);
+        doc
+    })
+}
+
+fn complete(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let names = |names: &[&str]| json!({"type": "string", "enum": names});
+    let strategies: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+    let retry_after = json!({"Retry-After": {
+        "description": "seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 1}
+    }});
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            if !matches!(method.as_str(), "get" | "put" | "post" | "delete" | "patch") {
+                continue;
+            }
+            let keyed = operation.get("security").is_some();
+            let body = operation.get("requestBody").is_some();
+            let parameters = operation
+                .get_mut("parameters")
+                .and_then(|p| p.as_array_mut());
+            let query = parameters
+                .as_ref()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+            let has_path = parameters
+                .as_ref()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "path"));
+            for parameter in parameters.into_iter().flatten() {
+                // A path's strategy is one of the contract's.
+                if parameter["name"] == "strategy" && parameter["in"] == "path" {
+                    parameter["schema"] = names(&strategies);
+                }
+                if parameter["name"] == "version" && parameter["in"] == "path" {
+                    parameter["schema"] = json!({
+                        "type": "string",
+                        "pattern": "^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z-[0-9a-f]{8}$"
+                    });
+                }
+                if parameter["name"] == "since" && path == "/v1/audit" {
+                    parameter["schema"] = json!({
+                        "type": "string",
+                        "anyOf": [{"format": "date-time"}, {"format": "date"}]
+                    });
+                }
+                if parameter["name"] == "Idempotency-Key" {
+                    parameter["schema"] = json!({
+                        "type": "string", "minLength": 1, "maxLength": 255,
+                        "pattern": IDEMPOTENCY_KEY_PATTERN
+                    });
+                }
+            }
+            let probe = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+            let Some(responses) = operation["responses"].as_object_mut() else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| json!({"description": description}));
+            };
+            if keyed {
+                add(
+                    "401",
+                    "no key, or one this server does not know (header WWW-Authenticate)",
+                );
+                add("403", "the key lacks the role");
+                add(
+                    "429",
+                    "the key is over its rate limit ([limits] per_key_per_second; header Retry-After)",
+                );
+            }
+            if body {
+                add("400", "the body is not well-formed JSON");
+                add("413", "the body is larger than 64 KiB");
+                add(
+                    "415",
+                    "the body is not sent as Content-Type: application/json",
+                );
+                add(
+                    "422",
+                    "a field is missing, unknown, of the wrong type or out of range (detail names it)",
+                );
+            }
+            if query {
+                add("400", "a query parameter is unknown or does not parse");
+                add("422", "a query parameter is out of range (detail names it)");
+            }
+            if has_path {
+                add("400", "a path parameter does not parse");
+            }
+            if !probe {
+                add(
+                    "503",
+                    "overloaded ([limits] max_concurrent_requests) or the store unreachable (header Retry-After)",
+                );
+            }
+            add("408", "the request took longer than 30 s to handle");
+            for (status, response) in responses.iter_mut() {
+                if status.as_str() < "400" {
+                    continue;
+                }
+                if status != "408" {
+                    response["content"] = json!({"application/problem+json": {
+                        "schema": {"$ref": "#/components/schemas/Problem"}
+                    }});
+                }
+                if matches!(status.as_str(), "429" | "503") {
+                    response["headers"] = retry_after.clone();
+                }
+            }
+        }
+    }
+    // The contract's names, as enums.
+    let Some(schemas) = doc.get_mut("components").and_then(|c| c.get_mut("schemas")) else {
+        return;
+    };
+    // A promise comes with its date; anything else with neither promise field.
+    if let Some(action) = schemas.get_mut("ActionRequest") {
+        action["if"] = json!({
+            "properties": {"outcome": {"const": "promise_to_pay"}},
+            "required": ["outcome"]
+        });
+        action["then"] = json!({
+            "properties": {"promised_on": {"type": "string"}},
+            "required": ["promised_on"]
+        });
+        action["else"] = json!({
+            "properties": {"promised_amount": {"type": "null"}, "promised_on": {"type": "null"}}
+        });
+    }
+    let mut set = |schema: &str, field: &str, value: Value| {
+        let property = schemas
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(field));
+        if let Some(property) = property {
+            let description = property.get("description").cloned();
+            *property = value;
+            if let Some(description) = description {
+                property["description"] = description;
+            }
+        }
+    };
+    set("ActionRequest", "channel", names(CHANNELS));
+    set("ActionRequest", "outcome", names(ACTION_OUTCOMES));
+    set("UnblockRequest", "rule", names(&LIFTABLE));
+    for schema in ["Worklist", "Lease", "Released"] {
+        set(schema, "strategy", names(&strategies));
+    }
+}
+
 /// `GET /openapi.json`.
 pub async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+        serde_json::to_string_pretty(document()).unwrap_or_default(),
     )
         .into_response()
 }
 
 /// `GET /docs`: the OpenAPI document as a page, rendered here (no CDN).
 pub async fn docs() -> Html<String> {
-    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let doc = document();
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")

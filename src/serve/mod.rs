@@ -992,7 +992,7 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
             );
         }
         if let Some(agent) = &key.agent_id {
-            if agent.trim().is_empty() || agent.len() > 200 {
+            if agent.trim().is_empty() || agent.chars().count() > 200 {
                 anyhow::bail!("api_keys[{n}].agent_id: expected 1–200 characters");
             }
         }

@@ -44,7 +44,7 @@ pub enum StoreError {
     NoPlan,
     #[error("account {0:?} is not in the served plan")]
     UnknownAccount(String),
-    #[error("the Idempotency-Key {0:?} was already used for a different action on this account")]
+    #[error("the Idempotency-Key {0:?} was already used with a different request (another body, account or queue)")]
     IdempotencyConflict(String),
     #[error("the cursor belongs to plan {0}, which has since been replaced; start again without a cursor")]
     StaleCursor(i64),
