@@ -2506,16 +2506,40 @@ fn limits_protect_the_server(backend: Backend) {
         started.elapsed()
     );
 
-    // Two requests whose bodies never arrive take both slots: a third is
-    // shed at once, while health and readiness still answer.
+    // The key is checked from the headers, before the body is read: a
+    // request without a good key whose body never arrives is refused at
+    // once (long before the bodies' 20 s) and holds no slot.
     let account = planned("email_reminder")[0]["account_id"].clone();
+    for authorization in ["", "Authorization: Bearer not-a-key\r\n"] {
+        let mut keyless = std::net::TcpStream::connect(&address).expect("connect");
+        keyless
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        write!(
+            keyless,
+            "POST /v1/accounts/{account}/actions HTTP/1.1\r\nHost: x\r\n{authorization}\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"at\""
+        )
+        .expect("write");
+        let mut answer = [0u8; 12];
+        keyless
+            .read_exact(&mut answer)
+            .expect("an answer before the body arrives");
+        let answer = String::from_utf8_lossy(&answer).to_string();
+        assert_eq!(answer, "HTTP/1.1 401", "{authorization:?}");
+    }
+
+    // Two keyed requests whose bodies never arrive take both slots: a third
+    // is shed at once, while health and readiness still answer.
     let holding: Vec<std::net::TcpStream> = (0..2)
         .map(|_| {
             let mut held = std::net::TcpStream::connect(&address).expect("connect");
             write!(
                 held,
                 "POST /v1/accounts/{account}/actions HTTP/1.1\r\nHost: x\r\n\
-                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"at\""
+                 Authorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"at\"",
+                key("admin")
             )
             .expect("write");
             held

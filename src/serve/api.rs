@@ -14,7 +14,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::planning::ActionRow;
 use super::problem::{Body, Path, Problem, Query};
 use super::store::{Change, Item, LeaseAsk, LeaseReply, NewAction, StoreError, StoredAction};
-use super::{App, Role, RunInfo};
+use super::{Analyst, App, Authorized, Collector, CollectorOrManager, Manager, Role, RunInfo};
 use crate::contract::parse::{money_to_decimal, parse_money};
 use crate::contract::schema::{ACTION_OUTCOMES, CHANNELS};
 use crate::contract::Strategy;
@@ -177,11 +177,10 @@ fn page_from_memory(
     security(("bearer" = [])))]
 pub async fn worklist(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Collector>,
     Path(strategy): Path<String>,
     Query(query): Query<WorklistQuery>,
 ) -> Result<Response, Problem> {
-    let caller = app.authorize(&headers, Role::Collector)?;
     let agent = caller.agent(query.agent_id.as_deref())?;
     if agent
         .as_ref()
@@ -357,19 +356,11 @@ pub struct Released {
     security(("bearer" = [])))]
 pub async fn release_lease(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<CollectorOrManager>,
     Path((strategy, account_id)): Path<(String, String)>,
     Query(query): Query<ReleaseQuery>,
 ) -> Result<Json<Released>, Problem> {
-    let manager = app.holds(&headers, Role::Manager);
-    let caller = app.authorize(
-        &headers,
-        if manager {
-            Role::Manager
-        } else {
-            Role::Collector
-        },
-    )?;
+    let manager = matches!(caller.role, Role::Manager | Role::Admin);
     let strategy = strategy_of(&strategy)?;
     let asked = caller.agent(query.agent_id.as_deref())?;
     let agent = match (&asked, manager) {
@@ -452,11 +443,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     security(("bearer" = [])))]
 pub async fn lease(
     State(app): State<Arc<App>>,
+    Authorized(caller, _): Authorized<Collector>,
     headers: HeaderMap,
     Path(strategy): Path<String>,
     Body(request): Body<LeaseRequest>,
 ) -> Result<Response, Problem> {
-    let caller = app.authorize(&headers, Role::Collector)?;
     let key = idempotency_key(&headers)?;
     let strategy = strategy_of(&strategy)?;
     let agent = caller
@@ -779,11 +770,11 @@ pub fn validate_action(
     security(("bearer" = [])))]
 pub async fn record_action(
     State(app): State<Arc<App>>,
+    Authorized(caller, _): Authorized<Collector>,
     headers: HeaderMap,
     Path(account_id): Path<String>,
     Body(mut request): Body<ActionRequest>,
 ) -> Result<Response, Problem> {
-    let caller = app.authorize(&headers, Role::Collector)?;
     let key = idempotency_key(&headers)?;
     request.agent_id = caller.agent(request.agent_id.as_deref())?;
     let now = Utc::now();
@@ -904,10 +895,9 @@ fn promise_of(actions: &[ActionRow], zone: &str, now: DateTime<Utc>) -> Option<P
     security(("bearer" = [])))]
 pub async fn account(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(_, _): Authorized<Collector>,
     Path(account_id): Path<String>,
 ) -> Result<Json<AccountView>, Problem> {
-    app.authorize(&headers, Role::Collector)?;
     let row = app.store.account(&account_id, 10).await?.ok_or_else(|| {
         Problem::not_found(format!("account {account_id:?} is not in the served plan"))
     })?;
@@ -1011,11 +1001,10 @@ const LIFTABLE: [&str; 2] = ["promise_pending", "dispute_open"];
     security(("bearer" = [])))]
 pub async fn unblock(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Manager>,
     Path(account_id): Path<String>,
     Body(request): Body<UnblockRequest>,
 ) -> Result<Json<Unblocked>, Problem> {
-    let caller = app.authorize(&headers, Role::Manager)?;
     if !LIFTABLE.contains(&request.rule.as_str()) {
         return Err(Problem::field(
             "rule",
@@ -1110,10 +1099,9 @@ pub struct AuditPage {
     security(("bearer" = [])))]
 pub async fn audit(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(_, _): Authorized<Manager>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, Problem> {
-    app.authorize(&headers, Role::Manager)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Problem::field(
@@ -1220,9 +1208,8 @@ pub struct Models {
     security(("bearer" = [])))]
 pub async fn models(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(_, _): Authorized<Analyst>,
 ) -> Result<Json<Models>, Problem> {
-    app.authorize(&headers, Role::Analyst)?;
     let live = app.live.load_full();
     let active = live.as_ref().map(|l| l.plan.model_version.clone());
     let arms = live.map(|l| l.summary.arms.clone()).unwrap_or_default();
@@ -1305,10 +1292,9 @@ pub struct Outcomes {
     security(("bearer" = [])))]
 pub async fn outcomes(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(_, _): Authorized<Analyst>,
     Query(query): Query<OutcomesQuery>,
 ) -> Result<Json<Outcomes>, Problem> {
-    app.authorize(&headers, Role::Analyst)?;
     let horizon = query.horizon_days.unwrap_or(30);
     if !(1..=3650).contains(&horizon) {
         return Err(Problem::field(
@@ -1390,10 +1376,9 @@ pub async fn outcomes(
     security(("bearer" = [])))]
 pub async fn activate_model(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Analyst>,
     Path(version): Path<String>,
 ) -> Result<(StatusCode, Json<RunInfo>), Problem> {
-    let caller = app.authorize(&headers, Role::Analyst)?;
     let found = app.model_folders();
     let (dir, _) = found
         .into_iter()
@@ -1415,9 +1400,8 @@ pub async fn activate_model(
     security(("bearer" = [])))]
 pub async fn start_run(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Analyst>,
 ) -> Result<(StatusCode, Json<RunInfo>), Problem> {
-    let caller = app.authorize(&headers, Role::Analyst)?;
     let run = app.clone().start_run(None, caller.actor(None), None)?;
     Ok((StatusCode::ACCEPTED, Json(run)))
 }
@@ -1430,10 +1414,9 @@ pub async fn start_run(
     security(("bearer" = [])))]
 pub async fn get_run(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(_, _): Authorized<Analyst>,
     Path(run_id): Path<u64>,
 ) -> Result<Json<RunInfo>, Problem> {
-    app.authorize(&headers, Role::Analyst)?;
     let runs = app.runs.lock().expect("runs lock");
     runs.iter()
         .find(|r| r.run_id == run_id)

@@ -129,6 +129,58 @@ impl Caller {
     }
 }
 
+/// The role an endpoint needs, as a type: `Authorized<Collector>` among a
+/// handler's arguments checks the bearer key (and its rate limit) from the
+/// headers, before any path, query or body is read, so a request without a
+/// good key is refused at once and holds no slot while its body trickles in.
+pub trait Needs: Send + Sync + 'static {
+    /// The roles admitted, the first one the key holds granting the request
+    /// (admin holds every role).
+    const ROLES: &'static [Role];
+}
+
+/// Queues, leases, actions, accounts.
+pub struct Collector;
+/// Models, runs, outcomes.
+pub struct Analyst;
+/// Segments, the audit, unblocking.
+pub struct Manager;
+/// Ending a lease: a collector its own, a manager anyone's.
+pub struct CollectorOrManager;
+
+impl Needs for Collector {
+    const ROLES: &'static [Role] = &[Role::Collector];
+}
+impl Needs for Analyst {
+    const ROLES: &'static [Role] = &[Role::Analyst];
+}
+impl Needs for Manager {
+    const ROLES: &'static [Role] = &[Role::Manager];
+}
+impl Needs for CollectorOrManager {
+    const ROLES: &'static [Role] = &[Role::Manager, Role::Collector];
+}
+
+/// A request whose key holds one of `R`'s roles: who is calling.
+pub struct Authorized<R>(pub Caller, std::marker::PhantomData<R>);
+
+impl<R: Needs> axum::extract::FromRequestParts<Arc<App>> for Authorized<R> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Problem> {
+        let role = R::ROLES
+            .iter()
+            .copied()
+            .find(|role| app.holds(&parts.headers, *role))
+            .unwrap_or(R::ROLES[R::ROLES.len() - 1]);
+        app.authorize(&parts.headers, role)
+            .map(|caller| Authorized(caller, std::marker::PhantomData))
+    }
+}
+
 /// The hex SHA-256 of a key, as the config file holds it.
 pub fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
@@ -17,7 +17,7 @@ use super::api::now_micros;
 use super::planning::{Calibration, CalibrationSet, Segment, Summary, DPD_BUCKETS};
 use super::problem::Problem;
 use super::store::PlanMeta;
-use super::{App, Role};
+use super::{App, Authorized, Manager};
 use crate::strategy::config::RiskTier;
 use crate::strategy::plan::money;
 
@@ -122,9 +122,8 @@ pub struct Segments {
     security(("bearer" = [])))]
 pub async fn segments(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Authorized(_, _): Authorized<Manager>,
 ) -> Result<Json<Segments>, Problem> {
-    app.authorize(&headers, Role::Manager)?;
     let live = app
         .live
         .load_full()
