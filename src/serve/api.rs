@@ -97,7 +97,7 @@ pub struct WorklistQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = r"^[0-9]+\.[0-9]+$")]
+    #[param(pattern = r"^[0-9]{1,18}\.[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// The asking agent: its own leases stay in its view (default: the
     /// key's agent, for a key bound to one).
@@ -1017,7 +1017,7 @@ pub async fn unblock(
         ));
     }
     let reason = request.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    if reason.is_empty() || request.reason.chars().count() > 500 {
         return Err(Problem::field("reason", "expected 1–500 characters"));
     }
     let now = Utc::now().timestamp_micros();
@@ -1060,7 +1060,7 @@ pub struct AuditQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]+$")]
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 

@@ -66,8 +66,10 @@ impl Problem {
         Problem::new(StatusCode::NOT_FOUND, "not-found", detail)
     }
 
+    /// Not ready yet (503): no plan is in place; retry shortly.
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", detail)
+            .retry_after(STORE_RETRY_AFTER)
     }
 
     pub fn internal(error: impl std::fmt::Display) -> Problem {

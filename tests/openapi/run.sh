@@ -41,6 +41,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# A cancelled or timed-out run still stops its server and drops its database.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 "$bin" simulate --accounts 2000 --seed 5 --out "$work/data" >/dev/null
 
@@ -81,7 +84,7 @@ start() {
   cat "$work/serve.err" >&2
   exit 1
 }
-stop() { kill "$server"; wait "$server" || true; server=""; }
+stop() { kill "$server" 2>/dev/null || true; wait "$server" || true; server=""; }
 
 run() {
   local store=$1
@@ -117,7 +120,11 @@ for store in "${stores[@]}"; do
       fi
       database="prioritize_openapi_$$"
       psql "$PRIORITIZE_TEST_POSTGRES_URL" -qc "CREATE DATABASE $database" >/dev/null
-      start "${PRIORITIZE_TEST_POSTGRES_URL%/*}/$database"
+      # The same server and options (sslmode …), another database.
+      url=$PRIORITIZE_TEST_POSTGRES_URL query=""
+      if [[ $url == *\?* ]]; then query="?${url#*\?}"; url=${url%%\?*}; fi
+      [[ ${url#*://} == */* ]] || url="$url/"
+      start "${url%/*}/$database$query"
       run postgres
       stop
       ;;
