@@ -2,7 +2,9 @@
 //! collection strategy worth most within the law, and serves ranked worklists.
 //!
 //! Data flows one way: `contract` (tables) → `features` → `model` →
-//! `strategy` → `serve` (its `planning`, `store`, then `api`). A lower layer never imports a higher one.
+//! `strategy` → `serve` (its `planning`, `store`, then `api`). A lower layer
+//! never imports a higher one; `ARCHITECTURE.md` states the order and
+//! `tests/layers.rs` holds the code to it.
 
 pub mod backtest;
 pub mod cli;

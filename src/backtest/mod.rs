@@ -266,10 +266,7 @@ fn strings(frame: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
 /// [`decide`] does), the rest follow the stages with the capacity left.
 fn staged_with_exploration(book: &Book, config: &EngineConfig) -> Vec<Decision> {
     let (explored_decisions, capacity) = plan::explore(book, config);
-    let mut rest = EngineConfig {
-        api_keys: Vec::new(),
-        ..config.clone()
-    };
+    let mut rest = config.clone();
     for (params, left) in rest.strategies.iter_mut().zip(capacity) {
         params.capacity = left;
     }

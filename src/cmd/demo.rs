@@ -173,22 +173,26 @@ fn serve(
     as_of: NaiveDate,
     listen: SocketAddr,
 ) -> Result<String> {
+    use crate::contract::Role;
+    use crate::serve::config::{ApiKey, ServeConfig};
     use crate::serve::{key_hash, ServeOptions};
-    use crate::strategy::config::ApiKey;
-    let mut config = super::plan::engine_config(engine)?;
-    let keys: Vec<(&str, String)> = ["collector", "analyst", "manager", "admin"]
-        .into_iter()
-        .map(|role| (role, super::serve::new_key()))
-        .collect();
-    config.api_keys = keys
+    let config = super::plan::engine_config(engine)?;
+    let keys: Vec<(Role, String)> = Role::ALL
         .iter()
-        .map(|(role, key)| ApiKey {
-            role: role.to_string(),
-            key_sha256: key_hash(key),
-            id: Some(format!("demo-{role}")),
-            agent_id: None,
-        })
+        .map(|&role| (role, super::serve::new_key()))
         .collect();
+    let server = ServeConfig {
+        api_keys: keys
+            .iter()
+            .map(|(role, key)| ApiKey {
+                role: *role,
+                key_sha256: key_hash(key),
+                id: Some(format!("demo-{role}")),
+                agent_id: None,
+            })
+            .collect(),
+        ..ServeConfig::default()
+    };
     // A fresh store: the demo's accounts are new every run.
     let db = dir.join("prioritize.db");
     for suffix in ["", "-wal", "-shm"] {
@@ -204,6 +208,7 @@ fn serve(
         db: format!("sqlite://{}", db.display()),
         listen,
         config,
+        server,
         as_of: Some(as_of),
         retention_days: crate::serve::DEFAULT_RETENTION_DAYS,
     };

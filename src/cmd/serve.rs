@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use rand::RngCore;
 
 use crate::cli::EngineArgs;
-use crate::serve::{self, key_hash, Role, ServeOptions};
+use crate::contract::Role;
+use crate::serve::config::ServeConfig;
+use crate::serve::{self, key_hash, ServeOptions};
 
 /// What `serve` was asked for.
 pub struct ServeArgs {
@@ -30,6 +32,10 @@ pub fn default_db(data: &std::path::Path) -> String {
 /// Serves until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> Result<String> {
     let config = super::plan::engine_config(&args.engine)?;
+    let server = match &args.engine.config {
+        Some(path) => ServeConfig::from_file(path)?,
+        None => ServeConfig::default(),
+    };
     let options = ServeOptions {
         db: args.db.unwrap_or_else(|| default_db(&args.data)),
         data: args.data,
@@ -37,6 +43,7 @@ pub fn run(args: ServeArgs) -> Result<String> {
         models: args.models,
         listen: args.listen,
         config,
+        server,
         as_of: args.as_of,
         retention_days: args.retention_days,
     };
@@ -67,9 +74,8 @@ pub fn new_key() -> String {
 
 /// Prints a new key and its config entry.
 pub fn keygen(role: &str) -> Result<String> {
-    Role::parse(role).with_context(|| {
-        format!("--role {role:?}: expected collector, analyst, manager or admin")
-    })?;
+    role.parse::<Role>()
+        .map_err(|e| anyhow::anyhow!("--role: {e}"))?;
     let key = new_key();
     Ok(format!(
         "key (give it to the caller; it is not stored anywhere): {key}\n\n\

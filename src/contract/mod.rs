@@ -8,7 +8,9 @@ pub mod parse;
 pub mod schema;
 pub mod strategy;
 pub mod validate;
+pub mod vocab;
 
 pub use error::{ContractError, Problem, Problems};
 pub use load::{DataSet, Format};
 pub use strategy::Strategy;
+pub use vocab::{Channel, Outcome, Role, RunStatus};

@@ -101,29 +101,10 @@ pub const STRATEGIES: &[&str] = &[
 ];
 
 /// Contact channels of the `actions` table.
-pub const CHANNELS: &[&str] = &[
-    "sms",
-    "email",
-    "call",
-    "letter",
-    "field_visit",
-    "legal",
-    "agency",
-];
+pub const CHANNELS: &[&str] = super::vocab::Channel::NAMES;
 
 /// Outcomes of a contact in the `actions` table.
-pub const ACTION_OUTCOMES: &[&str] = &[
-    "no_answer",
-    "left_message",
-    "right_party_contact",
-    "promise_to_pay",
-    "paid",
-    "refused",
-    "dispute",
-    "wrong_party",
-    "delivered",
-    "undeliverable",
-];
+pub const ACTION_OUTCOMES: &[&str] = super::vocab::Outcome::NAMES;
 
 use ColumnType::*;
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::vocab::Channel;
+
 /// A collection strategy, as named in the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Strategy {
@@ -39,16 +41,18 @@ impl Strategy {
     }
 
     /// The contact channel a strategy uses, if it contacts the customer.
-    pub fn channel(self) -> Option<&'static str> {
+    pub fn channel(self) -> Option<Channel> {
         match self {
             Strategy::None => None,
-            Strategy::SmsReminder => Some("sms"),
-            Strategy::EmailReminder => Some("email"),
-            Strategy::Call | Strategy::SettlementOffer | Strategy::InstallmentPlan => Some("call"),
-            Strategy::DemandLetter => Some("letter"),
-            Strategy::FieldVisit => Some("field_visit"),
-            Strategy::Legal => Some("legal"),
-            Strategy::Agency => Some("agency"),
+            Strategy::SmsReminder => Some(Channel::Sms),
+            Strategy::EmailReminder => Some(Channel::Email),
+            Strategy::Call | Strategy::SettlementOffer | Strategy::InstallmentPlan => {
+                Some(Channel::Call)
+            }
+            Strategy::DemandLetter => Some(Channel::Letter),
+            Strategy::FieldVisit => Some(Channel::FieldVisit),
+            Strategy::Legal => Some(Channel::Legal),
+            Strategy::Agency => Some(Channel::Agency),
         }
     }
 }

@@ -9,13 +9,14 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::contract::parse::date_to_days;
+use crate::contract::Outcome;
 
 /// Outcomes that mean a conversation with the customer took place.
 pub const CONVERSATIONS: &[&str] = &[
-    "right_party_contact",
-    "promise_to_pay",
-    "refused",
-    "dispute",
+    Outcome::RightPartyContact.as_str(),
+    Outcome::PromiseToPay.as_str(),
+    Outcome::Refused.as_str(),
+    Outcome::Dispute.as_str(),
 ];
 
 /// Adds `local_date`: the calendar day of each action in its account's time

@@ -17,7 +17,7 @@ use super::store::{Change, Item, LeaseAsk, LeaseReply, NewAction, StoreError, St
 use super::{Analyst, App, Authorized, Collector, CollectorOrManager, Manager, Role, RunInfo};
 use crate::contract::parse::{money_to_decimal, parse_money};
 use crate::contract::schema::{ACTION_OUTCOMES, CHANNELS};
-use crate::contract::Strategy;
+use crate::contract::{Channel, Outcome, RunStatus, Strategy};
 use crate::strategy::plan::money;
 use crate::strategy::rules::{self, within_calling_hours};
 
@@ -471,7 +471,7 @@ pub async fn lease(
     }
     let now = Utc::now();
     // Calls go out only where it is now within calling hours.
-    let zones: Option<Vec<String>> = (strategy.channel() == Some("call")).then(|| {
+    let zones: Option<Vec<String>> = (strategy.channel() == Some(Channel::Call)).then(|| {
         let live = app.live.load();
         live.as_ref()
             .map(|l| {
@@ -610,8 +610,10 @@ pub struct ActionRecord {
     pub id: i64,
     pub account_id: String,
     pub at: String,
-    pub channel: String,
-    pub outcome: String,
+    #[schema(value_type = String)]
+    pub channel: Channel,
+    #[schema(value_type = String)]
+    pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promised_amount: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -630,8 +632,8 @@ fn record_of(stored: &StoredAction, blocked: &[(String, String)]) -> ActionRecor
         id: stored.id,
         account_id: stored.account_id.clone(),
         at: stored.action.at_text.clone(),
-        channel: stored.action.channel.clone(),
-        outcome: stored.action.outcome.clone(),
+        channel: stored.action.channel,
+        outcome: stored.action.outcome,
         promised_amount: stored.action.promised_amount.clone(),
         promised_on: stored.action.promised_on,
         agent_id: stored.action.agent_id.clone(),
@@ -661,27 +663,15 @@ pub fn validate_action(
     if at.with_timezone(&Utc) > now + chrono::Duration::minutes(5) {
         return Err(Problem::field("at", "is in the future"));
     }
-    if !CHANNELS.contains(&request.channel.as_str()) {
-        return Err(Problem::field(
-            "channel",
-            format!(
-                "{:?} is not one of {}",
-                request.channel,
-                CHANNELS.join(", ")
-            ),
-        ));
-    }
-    if !ACTION_OUTCOMES.contains(&request.outcome.as_str()) {
-        return Err(Problem::field(
-            "outcome",
-            format!(
-                "{:?} is not one of {}",
-                request.outcome,
-                ACTION_OUTCOMES.join(", ")
-            ),
-        ));
-    }
-    let promise = request.outcome == "promise_to_pay";
+    let channel: Channel = request
+        .channel
+        .parse()
+        .map_err(|e| Problem::field("channel", e))?;
+    let outcome: Outcome = request
+        .outcome
+        .parse()
+        .map_err(|e| Problem::field("outcome", e))?;
+    let promise = outcome == Outcome::PromiseToPay;
     let promised_amount = match &request.promised_amount {
         Some(_) if !promise => {
             return Err(Problem::field(
@@ -744,8 +734,8 @@ pub fn validate_action(
     Ok(NewAction {
         at: at.with_timezone(&Utc).timestamp_micros(),
         at_text: request.at.clone(),
-        channel: request.channel.clone(),
-        outcome: request.outcome.clone(),
+        channel,
+        outcome,
         promised_amount,
         promised_on,
         agent_id: request.agent_id.clone(),
@@ -863,13 +853,13 @@ fn promise_of(actions: &[ActionRow], zone: &str, now: DateTime<Utc>) -> Option<P
     let instant = |a: &ActionRow| DateTime::parse_from_rfc3339(&a.at).ok();
     let (made, promise) = actions
         .iter()
-        .filter(|a| a.outcome == "promise_to_pay")
+        .filter(|a| a.outcome == Outcome::PromiseToPay)
         .filter_map(|a| Some((instant(a)?, a)))
         .max_by_key(|(at, _)| *at)?;
     let promised_on = promise.promised_on?;
     let paid = actions
         .iter()
-        .filter(|a| a.outcome == "paid")
+        .filter(|a| a.outcome == Outcome::Paid)
         .filter_map(instant)
         .filter(|at| *at >= made)
         .min();
@@ -906,28 +896,22 @@ pub async fn account(
         .iter()
         .map(|a| ActionRow {
             at: a.action.at_text.clone(),
-            channel: a.action.channel.clone(),
-            outcome: a.action.outcome.clone(),
+            channel: a.action.channel,
+            outcome: a.action.outcome,
             promised_amount: a.action.promised_amount.clone(),
             promised_on: a.action.promised_on,
         })
         .collect();
     let history: Vec<ActionRow> = serde_json::from_str(&row.history).map_err(Problem::internal)?;
     // The plan's history holds the API's actions too (one history): each shows once.
-    let recorded: std::collections::HashSet<(i64, &str, &str)> = row
+    let recorded: std::collections::HashSet<(i64, Channel, Outcome)> = row
         .recent
         .iter()
-        .map(|a| {
-            (
-                a.action.at,
-                a.action.channel.as_str(),
-                a.action.outcome.as_str(),
-            )
-        })
+        .map(|a| (a.action.at, a.action.channel, a.action.outcome))
         .collect();
     recent.extend(history.into_iter().filter(|h| {
         DateTime::parse_from_rfc3339(&h.at).map_or(true, |t| {
-            !recorded.contains(&(t.timestamp_micros(), h.channel.as_str(), h.outcome.as_str()))
+            !recorded.contains(&(t.timestamp_micros(), h.channel, h.outcome))
         })
     }));
     let item = WorkItem::from(&row.item);
@@ -1672,8 +1656,11 @@ fn complete(doc: &mut serde_json::Value) {
             }
         }
     };
-    set("ActionRequest", "channel", names(CHANNELS));
-    set("ActionRequest", "outcome", names(ACTION_OUTCOMES));
+    for schema in ["ActionRequest", "ActionRecord", "ActionRow"] {
+        set(schema, "channel", names(CHANNELS));
+        set(schema, "outcome", names(ACTION_OUTCOMES));
+    }
+    set("RunInfo", "status", names(RunStatus::NAMES));
     set("UnblockRequest", "rule", names(&LIFTABLE));
     for schema in ["Worklist", "Lease", "Released"] {
         set(schema, "strategy", names(&strategies));

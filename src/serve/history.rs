@@ -9,6 +9,7 @@ use polars::prelude::*;
 
 use super::store::{Lift, StoredAction};
 use crate::contract::parse::{date_to_days, money_column, parse_money};
+use crate::contract::Outcome;
 
 /// Takes the date off the API's promises whose `promise_pending` block a
 /// manager lifted after they were recorded: they still count as promises
@@ -23,7 +24,7 @@ pub fn lift(api: &mut [StoredAction], lifts: &[Lift]) {
         *at = (*at).max(l.at);
     }
     for action in api.iter_mut() {
-        if action.action.outcome == "promise_to_pay"
+        if action.action.outcome == Outcome::PromiseToPay
             && latest
                 .get(action.account_id.as_str())
                 .is_some_and(|&at| at >= action.recorded_at)
@@ -138,8 +139,8 @@ mod tests {
             action: NewAction {
                 at: recorded_at,
                 at_text: String::new(),
-                channel: "call".into(),
-                outcome: outcome.into(),
+                channel: crate::contract::Channel::Call,
+                outcome: outcome.parse().expect("an outcome"),
                 promised_amount: None,
                 promised_on: NaiveDate::from_ymd_opt(2026, 10, 9),
                 agent_id: None,
@@ -171,6 +172,8 @@ mod tests {
         // a's first promise was lifted; its later one and b's (whose dispute,
         // not promise, was lifted) still hold.
         assert_eq!(dated, [false, true, true]);
-        assert!(api.iter().all(|a| a.action.outcome == "promise_to_pay"));
+        assert!(api
+            .iter()
+            .all(|a| a.action.outcome == Outcome::PromiseToPay));
     }
 }

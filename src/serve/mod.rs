@@ -7,6 +7,7 @@
 //! is served by all.
 
 pub mod api;
+pub mod config;
 pub mod history;
 pub mod outcomes;
 pub mod planning;
@@ -22,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwapOption;
@@ -43,44 +46,17 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::contract::DataSet;
+use crate::contract::{DataSet, RunStatus};
 use crate::model::folder::{self, ModelMeta};
 use crate::model::Model;
 use crate::strategy::config::EngineConfig;
 use crate::strategy::plan::Arms;
+use config::{Limits, ServeConfig};
 use problem::Problem;
 use queues::{Freshness, Queues, Snapshot};
-use store::{Backend, Change, LiveRules, PlanMeta, Store, StoreError};
+use store::{Change, Heard, LiveRules, PlanMeta, Store, StoreError};
 
-/// Roles of the contract; admin has every role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Collector,
-    Analyst,
-    Manager,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(name: &str) -> Option<Role> {
-        match name {
-            "collector" => Some(Role::Collector),
-            "analyst" => Some(Role::Analyst),
-            "manager" => Some(Role::Manager),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Collector => "collector",
-            Role::Analyst => "analyst",
-            Role::Manager => "manager",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::contract::Role;
 
 /// A configured key: its hash, role, name and the agent it is bound to.
 struct KeyEntry {
@@ -195,8 +171,8 @@ pub fn key_hash(key: &str) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunInfo {
     pub run_id: u64,
-    /// running, done or failed
-    pub status: String,
+    #[schema(value_type = String, example = "running")]
+    pub status: RunStatus,
     pub started_at: String,
     pub finished_at: Option<String>,
     /// The model folder the run plans with.
@@ -321,26 +297,30 @@ pub struct ServeOptions {
     pub db: String,
     pub listen: SocketAddr,
     pub config: EngineConfig,
+    /// The keys and limits (the config file's `[[api_keys]]` and `[limits]`).
+    pub server: ServeConfig,
     /// The planning day; default: today (UTC).
     pub as_of: Option<NaiveDate>,
     /// Days the decisions of a plan are kept for outcomes (see `store::decisions`).
     pub retention_days: u32,
 }
 
-/// The server's shared state.
+/// The server's shared state. Its fields are `serve`'s own: handlers
+/// (`api`, `segments`) reach them, nothing outside does.
 pub struct App {
-    pub store: Arc<dyn Store>,
-    pub config: EngineConfig,
-    pub live_rules: LiveRules,
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    limits: Limits,
+    live_rules: LiveRules,
     keys: Vec<KeyEntry>,
     /// By key hash, when `[limits] per_key_per_second` is set.
     limiters: HashMap<String, governor::DefaultDirectRateLimiter>,
-    pub options: ServeOptions,
-    pub live: ArcSwapOption<Live>,
-    pub runs: Mutex<Vec<RunInfo>>,
-    pub metrics: Metrics,
+    options: ServeOptions,
+    live: ArcSwapOption<Live>,
+    runs: Mutex<Vec<RunInfo>>,
+    metrics: Metrics,
     /// The active plan's queues in memory, for page reads.
-    pub queues: Queues,
+    queues: Queues,
     /// With PostgreSQL: how a page read knows it has heard every replica's commits.
     freshness: Option<Freshness>,
     /// One snapshot load at a time.
@@ -351,6 +331,9 @@ pub struct App {
     /// asking the store, which was just found unreachable. A reconnected
     /// listener clears it.
     store_down_until: AtomicI64,
+    /// Cancelled on SIGTERM or Ctrl-C: the accept loop and every background
+    /// task (the change listener, the follower) stop on it.
+    shutdown: CancellationToken,
 }
 
 /// How long pages skip the store after it was found unreachable.
@@ -382,7 +365,7 @@ impl App {
         let hash = key_hash(key);
         self.keys
             .iter()
-            .any(|k| k.hash == hash && (k.role == role || k.role == Role::Admin))
+            .any(|k| k.hash == hash && k.role.grants(role))
     }
 
     /// Checks the bearer key against the configured hashes; who is calling.
@@ -417,16 +400,13 @@ impl App {
                     "rate-limited",
                     format!(
                         "this key is over its {} requests a second ([limits] per_key_per_second); retry after {seconds} s",
-                        self.config.limits.per_key_per_second.unwrap_or_default()
+                        self.limits.per_key_per_second.unwrap_or_default()
                     ),
                 )
                 .retry_after(seconds));
             }
         }
-        if let Some(entry) = held
-            .iter()
-            .find(|k| k.role == role || k.role == Role::Admin)
-        {
+        if let Some(entry) = held.iter().find(|k| k.role.grants(role)) {
             Ok(Caller {
                 key_id: entry.id.clone(),
                 role: entry.role,
@@ -500,10 +480,8 @@ impl App {
     /// Notes a store error: if it means the store is unreachable (PostgreSQL;
     /// a busy store is not), pages come from memory for a while.
     pub fn store_failed(&self, error: &StoreError) {
-        if let StoreError::Db(e) = error {
-            if self.freshness.is_some() && problem::unreachable(e) {
-                self.mark_store_down();
-            }
+        if self.freshness.is_some() && error.unreachable() {
+            self.mark_store_down();
         }
     }
 
@@ -544,60 +522,44 @@ impl App {
         Ok(())
     }
 
-    /// With PostgreSQL: hears every replica's changes and applies them, and
-    /// reloads the queues when the active plan changes or the connection was
-    /// lost (changes may have been missed meanwhile).
-    async fn listen(self: Arc<Self>) {
-        use sqlx::postgres::PgListener;
+    /// With PostgreSQL: applies every replica's changes as the store hears
+    /// them, and reloads the queues when the active plan changes or changes
+    /// may have been missed (the listener was lost), until shutdown.
+    async fn listen(self: Arc<Self>, mut heard: tokio::sync::mpsc::Receiver<Heard>) {
         loop {
-            let connected = async {
-                let mut listener = PgListener::connect(&self.options.db).await?;
-                listener.listen(store::CHANGES).await?;
-                Ok::<_, sqlx::Error>(listener)
-            }
-            .await;
-            let mut listener = match connected {
-                Ok(listener) => listener,
-                Err(e) => {
-                    tracing::warn!(error = %e, "listening for changes; retrying");
-                    self.mark_store_down();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            let next = tokio::select! {
+                next = heard.recv() => next,
+                _ = self.shutdown.cancelled() => return,
             };
-            self.store_down_until.store(0, Ordering::SeqCst);
-            self.queues.invalidate();
-            self.clone().reload_active();
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(notification)) => {
-                        match serde_json::from_str::<Change>(notification.payload()) {
-                            Ok(Change::Marker { replica, n }) => {
-                                if let Some(f) = &self.freshness {
-                                    if f.replica() == replica {
-                                        f.heard(n);
-                                    }
-                                }
-                            }
-                            Ok(Change::Activated { plan }) => {
-                                self.queues.activated(plan);
-                                self.clone().reload_active();
-                            }
-                            Ok(change) => self.queues.apply(change),
-                            Err(e) => tracing::warn!(error = %e, "an unreadable change"),
+            let Some(next) = next else {
+                return;
+            };
+            match next {
+                Heard::Listening => {
+                    self.store_down_until.store(0, Ordering::SeqCst);
+                    self.queues.invalidate();
+                    self.clone().reload_active();
+                }
+                Heard::Change(Change::Marker { replica, n }) => {
+                    if let Some(f) = &self.freshness {
+                        if f.replica() == replica {
+                            f.heard(n);
                         }
                     }
-                    // The connection was lost: what was sent meanwhile is gone.
-                    Ok(None) => {
-                        self.queues.invalidate();
-                        self.clone().reload_active();
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listening for changes");
-                        self.mark_store_down();
-                        self.queues.invalidate();
-                        break;
-                    }
+                }
+                Heard::Change(Change::Activated { plan }) => {
+                    self.queues.activated(plan);
+                    self.clone().reload_active();
+                }
+                Heard::Change(change) => self.queues.apply(change),
+                Heard::Missed => {
+                    self.queues.invalidate();
+                    self.clone().reload_active();
+                }
+                Heard::Unreachable(e) => {
+                    tracing::warn!(error = %e, "listening for changes; retrying");
+                    self.mark_store_down();
+                    self.queues.invalidate();
                 }
             }
         }
@@ -672,7 +634,7 @@ impl App {
         let model_dir = model_dir.unwrap_or_else(|| self.current_model_dir());
         let info = {
             let mut runs = self.runs.lock().expect("runs lock");
-            if let Some(running) = runs.iter().find(|r| r.status == "running") {
+            if let Some(running) = runs.iter().find(|r| r.status == RunStatus::Running) {
                 return Err(Problem::new(
                     StatusCode::CONFLICT,
                     "run-in-progress",
@@ -684,7 +646,7 @@ impl App {
             }
             let info = RunInfo {
                 run_id: runs.len() as u64 + 1,
-                status: "running".into(),
+                status: RunStatus::Running,
                 started_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 finished_at: None,
                 model: model_dir.display().to_string(),
@@ -708,12 +670,12 @@ impl App {
                     Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
                 match result {
                     Ok(plan_id) => {
-                        run.status = "done".into();
+                        run.status = RunStatus::Done;
                         run.plan_id = Some(plan_id);
                     }
                     Err(e) => {
                         tracing::error!(run_id, error = %format!("{e:#}"), "run failed");
-                        run.status = "failed".into();
+                        run.status = RunStatus::Failed;
                         run.error = Some(format!("{e:#}"));
                     }
                 }
@@ -1010,7 +972,7 @@ pub fn router(app: Arc<App>) -> Router {
                     Duration::from_secs(30),
                 ))
                 .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
-                    app.config.limits.body_read_timeout_seconds,
+                    app.limits.body_read_timeout_seconds,
                 )))
                 .layer(CompressionLayer::new())
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
@@ -1021,54 +983,30 @@ pub fn router(app: Arc<App>) -> Router {
 /// Builds the shared state: the store, the keys, and the first plan (taken
 /// from the store or built in the background).
 pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
-    let mut keys: Vec<KeyEntry> = Vec::new();
-    for (n, key) in options.config.api_keys.iter().enumerate() {
-        let role = Role::parse(&key.role)
-            .with_context(|| format!("api_keys[{n}].role: unknown role {:?}", key.role))?;
-        let hash = key.key_sha256.to_ascii_lowercase();
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            anyhow::bail!("api_keys[{n}].key_sha256: expected 64 hex digits");
-        }
-        let id = key.id.clone().unwrap_or_else(|| hash[..12].to_string());
-        if id.is_empty() || id.len() > 64 || id == "system" {
-            anyhow::bail!("api_keys[{n}].id: {id:?} must be 1–64 characters and not \"system\"");
-        }
-        if keys.iter().any(|k| k.id == id && k.hash != hash) {
-            anyhow::bail!("api_keys[{n}].id: {id:?} names another key too");
-        }
-        // One key, one identity: its entries (one per role) agree on both.
-        if let Some(other) = keys
-            .iter()
-            .find(|k| k.hash == hash && (k.id != id || k.agent_id != key.agent_id))
-        {
-            anyhow::bail!(
-                "api_keys[{n}]: the same key is listed with id {:?} and agent_id {:?} before; \
-                 its entries must agree on both",
-                other.id,
-                other.agent_id
-            );
-        }
-        if let Some(agent) = &key.agent_id {
-            if agent.trim().is_empty() || agent.chars().count() > 200 {
-                anyhow::bail!("api_keys[{n}].agent_id: expected 1–200 characters");
-            }
-        }
-        keys.push(KeyEntry {
-            hash,
-            role,
-            id,
+    // Checked as the config file was read (`ServeConfig::from_toml`).
+    let keys: Vec<KeyEntry> = options
+        .server
+        .api_keys
+        .iter()
+        .map(|key| KeyEntry {
+            hash: key.key_sha256.to_ascii_lowercase(),
+            role: key.role,
+            id: key
+                .id
+                .clone()
+                .unwrap_or_else(|| key.key_sha256[..12].to_ascii_lowercase()),
             agent_id: key.agent_id.clone(),
-        });
-    }
+        })
+        .collect();
     let mut limiters = HashMap::new();
     if let Some(rate) = options
-        .config
+        .server
         .limits
         .per_key_per_second
         .and_then(NonZeroU32::new)
     {
         let burst = options
-            .config
+            .server
             .limits
             .per_key_burst
             .and_then(NonZeroU32::new)
@@ -1093,14 +1031,16 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
     let store = store::open(&options.db)
         .await
         .with_context(|| format!("opening the store {}", store::redact(&options.db)))?;
-    let postgres = store.backend() == Backend::Postgres;
+    // PostgreSQL: other replicas' changes come through the store.
+    let heard = store.changes();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(
-        options.config.limits.max_concurrent_requests,
+        options.server.limits.max_concurrent_requests,
     ));
     let app = Arc::new(App {
         store,
         live_rules: LiveRules::new(&options.config.rules),
         config: options.config.clone(),
+        limits: options.server.limits.clone(),
         keys,
         limiters,
         options,
@@ -1108,7 +1048,7 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         runs: Mutex::new(Vec::new()),
         metrics: Metrics::new(),
         queues: Queues::default(),
-        freshness: postgres.then(|| {
+        freshness: heard.is_some().then(|| {
             Freshness::new(format!(
                 "{}-{}",
                 std::process::id(),
@@ -1118,6 +1058,7 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         loading: tokio::sync::Mutex::new(()),
         store_down_until: AtomicI64::new(0),
         in_flight,
+        shutdown: CancellationToken::new(),
     });
     let day = app.options.as_of.unwrap_or_else(|| Utc::now().date_naive());
     let data_hash = folder::data_hash(&app.options.data)?;
@@ -1129,8 +1070,8 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         data_hash,
     };
     let reusable = stored.as_ref().is_some_and(|p| current.matches(p));
-    if postgres {
-        tokio::spawn(app.clone().listen());
+    if let Some(heard) = heard {
+        tokio::spawn(app.clone().listen(heard));
     }
     // Serve the stored plan (if any); build today's unless it is that one.
     app.follow().await?;
@@ -1153,12 +1094,24 @@ pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Resu
         .with_context(|| format!("listening on {}", app.options.listen))?;
     let address = listener.local_addr()?;
     ready(address);
+    {
+        let token = app.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown_signal() => token.cancel(),
+                _ = token.cancelled() => {}
+            }
+        });
+    }
     // Say once when the first plan is served.
     if app.live.load().is_none() {
         let app = app.clone();
         tokio::spawn(async move {
             while app.live.load().is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = app.shutdown.cancelled() => return,
+                }
             }
             if let Some(live) = app.live.load().as_ref() {
                 println!(
@@ -1173,7 +1126,10 @@ pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Resu
         let app = app.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = app.shutdown.cancelled() => return,
+                }
                 if let Err(e) = app.follow().await {
                     tracing::warn!(error = %format!("{e:#}"), "following the active plan");
                 }
@@ -1181,7 +1137,9 @@ pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Resu
         })
     };
     accept(listener, app.clone()).await;
-    follower.abort();
+    // Whatever ended the accept loop, every background task stops too.
+    app.shutdown.cancel();
+    let _ = follower.await;
     app.store.close().await;
     Ok(())
 }
@@ -1211,13 +1169,14 @@ async fn limit_in_flight(State(app): State<Arc<App>>, request: Request, next: Ne
 async fn accept(listener: tokio::net::TcpListener, app: Arc<App>) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    let limits = app.config.limits.clone();
+    let limits = app.limits.clone();
+    let token = app.shutdown.clone();
     let service = router(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_read_timeout_seconds));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut stop = std::pin::pin!(shutdown());
+    let mut stop = std::pin::pin!(token.cancelled());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -1253,7 +1212,8 @@ async fn accept(listener: tokio::net::TcpListener, app: Arc<App>) {
     }
 }
 
-async fn shutdown() {
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::PlanRow;
 use crate::contract::parse::{days_to_date, money_to_decimal};
-use crate::contract::{DataSet, Strategy};
+use crate::contract::{Channel, DataSet, Outcome, Strategy};
 use crate::model::metrics::Metrics;
 use crate::model::train::labelled;
 use crate::model::Model;
@@ -249,8 +249,10 @@ fn rows(
 pub struct ActionRow {
     /// RFC 3339 instant with its offset.
     pub at: String,
-    pub channel: String,
-    pub outcome: String,
+    #[schema(value_type = String)]
+    pub channel: Channel,
+    #[schema(value_type = String)]
+    pub outcome: Outcome,
     /// Decimal string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promised_amount: Option<String>,
@@ -283,18 +285,21 @@ fn histories(actions: &DataFrame) -> PolarsResult<HashMap<String, String>> {
         .map(|(id, mut kept)| {
             kept.sort_by_key(|&(t, k)| std::cmp::Reverse((t, k)));
             kept.truncate(HISTORY);
+            // The contract checked both columns: every value is one of its names.
             let rows: Vec<ActionRow> = kept
                 .iter()
-                .map(|&(micros, k)| ActionRow {
-                    at: DateTime::<Utc>::from_timestamp_micros(micros)
-                        .unwrap_or_default()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    channel: channel.get(k).unwrap_or("").to_string(),
-                    outcome: outcome.get(k).unwrap_or("").to_string(),
-                    promised_amount: amount
-                        .get(k)
-                        .map(|units| money_to_decimal(units).normalize().to_string()),
-                    promised_on: promised_on.get(k).map(days_to_date),
+                .filter_map(|&(micros, k)| {
+                    Some(ActionRow {
+                        at: DateTime::<Utc>::from_timestamp_micros(micros)
+                            .unwrap_or_default()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        channel: channel.get(k)?.parse::<Channel>().ok()?,
+                        outcome: outcome.get(k)?.parse::<Outcome>().ok()?,
+                        promised_amount: amount
+                            .get(k)
+                            .map(|units| money_to_decimal(units).normalize().to_string()),
+                        promised_on: promised_on.get(k).map(days_to_date),
+                    })
                 })
                 .collect();
             (

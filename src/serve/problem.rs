@@ -127,50 +127,16 @@ impl From<StoreError> for Problem {
             StoreError::NothingToLift { .. } => {
                 Problem::new(StatusCode::CONFLICT, "nothing-to-lift", error.to_string())
             }
-            StoreError::Db(ref e) if unavailable(e) => Problem::store_unavailable(error),
-            StoreError::Invalid(_) | StoreError::Db(_) => Problem::internal(error),
+            StoreError::Db(_) if error.retryable() => Problem::store_unavailable(error),
+            StoreError::Invalid(_) | StoreError::Db(_) | StoreError::Migrate(_) => {
+                Problem::internal(error)
+            }
         }
     }
 }
 
 /// Seconds a client is told to wait when the store is unavailable.
 pub const STORE_RETRY_AFTER: u32 = 2;
-
-/// Whether a database error is one a retry can cure: the connection lost or
-/// refused, the pool out of connections, the server shutting down or
-/// starting, a serialization failure or deadlock, SQLite busy.
-pub fn unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            let code = code.as_ref();
-            // PostgreSQL SQLSTATEs: 08 connection exception, 57P0x shutdown
-            // or not yet accepting, 53300 too many connections, 40001/40P01.
-            code.starts_with("08")
-                || code.starts_with("57P0")
-                || matches!(code, "53300" | "40001" | "40P01")
-                // SQLite's SQLITE_BUSY and SQLITE_LOCKED (and their extended codes).
-                || matches!(code, "5" | "6" | "261" | "517" | "773" | "262" | "518")
-        }),
-        _ => false,
-    }
-}
-
-/// Whether a database error means the store cannot be reached at all (not
-/// merely busy): the connection lost or refused, the server shutting down.
-pub fn unreachable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            let code = code.as_ref();
-            code.starts_with("08") || code.starts_with("57P0")
-        }),
-        _ => false,
-    }
-}
 
 /// A JSON body whose rejections (syntax, unknown or missing fields, wrong
 /// types, size) are problems.

@@ -91,6 +91,18 @@ pub struct CalibrationView {
     pub brier_change: Option<f64>,
 }
 
+/// A risk tier (the config file's `[[risk_tiers]]`): accounts whose
+/// calibrated P(pay) is at least `p_pay_from` and below the next tier's. The
+/// schema of `strategy::config::RiskTier`, which knows nothing of OpenAPI.
+#[derive(ToSchema)]
+#[schema(as = RiskTier)]
+#[allow(dead_code)]
+struct RiskTierSchema {
+    name: String,
+    /// P(pay) from which the tier starts.
+    p_pay_from: f64,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Segments {
     pub plan_id: i64,
@@ -100,6 +112,7 @@ pub struct Segments {
     /// The plan changes are measured from; null if this is the first.
     pub previous: Option<PlanRef>,
     /// The tiers, riskiest first, with the P(pay) each starts at.
+    #[schema(value_type = Vec<RiskTierSchema>)]
     pub risk_tiers: Vec<RiskTier>,
     pub dpd_buckets: Vec<String>,
     pub totals: Totals,

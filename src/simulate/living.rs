@@ -28,7 +28,7 @@ use super::account::{local_instant, simulate_account, Calendar, Life};
 use super::response::{response, Exposure, World};
 use super::tables::{AccountRow, ActionRow, ChunkTables, CycleRow};
 use crate::contract::parse::date_to_days;
-use crate::contract::Strategy;
+use crate::contract::{Channel, Strategy};
 
 /// Accounts charged off at this many days past due.
 pub const CHARGE_OFF_DPD: i32 = 180;
@@ -643,7 +643,9 @@ impl LivingBook {
             let now = &self.members[index].life.flags;
             let raised = (now.dispute_open && !morning.dispute_open)
                 || (now.cease_contact && !morning.cease_contact)
-                || (now.do_not_call && !morning.do_not_call && strategy.channel() == Some("call"))
+                || (now.do_not_call
+                    && !morning.do_not_call
+                    && strategy.channel() == Some(Channel::Call))
                 || (now.do_not_sms && !morning.do_not_sms && strategy == Strategy::SmsReminder)
                 || (now.do_not_email
                     && !morning.do_not_email
@@ -663,7 +665,7 @@ impl LivingBook {
         let responds = rng.random::<f64>() < (p - p0).max(0.0) * tired;
         let amount = amount.min(exposure.balance) * rng.random_range(0.8..1.0);
         let channel = strategy.channel().expect("a contact has a channel");
-        let at = if channel == "call" {
+        let at = if channel == Channel::Call {
             self.call_instant(index, day, &mut rng)?
         } else {
             local_instant(tz, day, rng.random_range(9..18), rng.random_range(0..60))
@@ -731,12 +733,12 @@ impl LivingBook {
         self.tables.actions.push(ActionRow {
             account: index,
             at,
-            channel,
+            channel: channel.as_str(),
             outcome,
             promised_amount,
             promised_on,
         });
-        self.note_contact(customer, at, channel, outcome);
+        self.note_contact(customer, at, channel.as_str(), outcome);
         let m = &mut self.members[index];
         m.contacts.push(dn);
         if let Some(lag) = pay_after {
@@ -747,14 +749,17 @@ impl LivingBook {
         let flags = &mut m.life.flags;
         let draw = rng.random::<f64>();
         match channel {
-            "sms" if draw < 0.002 * pressure => flags.do_not_sms = true,
-            "email" if draw < 0.002 * pressure => flags.do_not_email = true,
-            "call" if outcome == "refused" && draw < 0.02 * pressure => flags.do_not_call = true,
-            "call" if draw < 0.0005 * pressure => flags.cease_contact = true,
+            Channel::Sms if draw < 0.002 * pressure => flags.do_not_sms = true,
+            Channel::Email if draw < 0.002 * pressure => flags.do_not_email = true,
+            Channel::Call if outcome == "refused" && draw < 0.02 * pressure => {
+                flags.do_not_call = true
+            }
+            Channel::Call if draw < 0.0005 * pressure => flags.cease_contact = true,
             _ => {}
         }
         let disputes = outcome == "dispute"
-            || (matches!(channel, "letter" | "legal") && rng.random::<f64>() < 0.005 * pressure);
+            || (matches!(channel, Channel::Letter | Channel::Legal)
+                && rng.random::<f64>() < 0.005 * pressure);
         if disputes {
             flags.dispute_open = true;
             m.dispute_until = Some(dn + DISPUTE_DAYS);

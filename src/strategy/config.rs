@@ -31,19 +31,12 @@
 //! model = "models/challenger"    # a share of the people (path relative to
 //! share = 0.1                    # this file), with its share of capacity
 //!
-//! [limits]                       # read by `serve`
-//! header_read_timeout_seconds = 30   # a connection must send its headers within this
-//! body_read_timeout_seconds = 10     # and a request's body within this
-//! max_concurrent_requests = 1024     # more at once are shed with 503 + Retry-After
-//!                                    # (health, readiness and metrics never are)
-//! per_key_per_second = 50            # optional: each key's sustained request rate (429 above it)
-//! per_key_burst = 100                # optional: requests a key may make at once (default: the rate)
+//! [limits]                       # read by `serve` (`serve::config`)
+//! max_concurrent_requests = 1024
 //!
-//! [[api_keys]]                   # read by `serve`
+//! [[api_keys]]                   # read by `serve` (`serve::config`)
 //! role = "collector"
 //! key_sha256 = "…"
-//! id = "desk-17"                 # optional: its name in logs and the audit (default: 12 hex digits of the hash)
-//! agent_id = "a17"               # optional: it may only lease, page and act as this agent
 //! ```
 
 use std::collections::BTreeMap;
@@ -80,93 +73,9 @@ pub struct StrategyParams {
     pub capacity: Option<u64>,
 }
 
-/// An API key entry: the role it grants and the hex SHA-256 of the key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKey {
-    pub role: String,
-    pub key_sha256: String,
-    /// The key's name in logs and the audit table (default: the first 12 hex
-    /// digits of `key_sha256`).
-    #[serde(default)]
-    pub id: Option<String>,
-    /// The agent a key is bound to: it may only lease, page and act as that
-    /// agent, and it is the default `agent_id` of its requests.
-    #[serde(default)]
-    pub agent_id: Option<String>,
-}
-
-/// What `serve` allows a connection, the server and each key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// A connection that has not sent a request's headers within this is closed.
-    #[serde(default = "default_header_read_timeout")]
-    pub header_read_timeout_seconds: u64,
-    /// A request body must arrive within this (it is read before the key is
-    /// checked, so a slow body holds a request slot at most this long).
-    #[serde(default = "default_body_read_timeout")]
-    pub body_read_timeout_seconds: u64,
-    /// Requests handled at once; more are refused at once with 503.
-    #[serde(default = "default_max_concurrent")]
-    pub max_concurrent_requests: usize,
-    /// Each key's sustained rate of requests per second (none: no limit).
-    pub per_key_per_second: Option<u32>,
-    /// Requests a key may make in a burst (default: `per_key_per_second`).
-    pub per_key_burst: Option<u32>,
-}
-
-fn default_header_read_timeout() -> u64 {
-    30
-}
-
-fn default_body_read_timeout() -> u64 {
-    10
-}
-
-fn default_max_concurrent() -> usize {
-    1024
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout_seconds: default_header_read_timeout(),
-            body_read_timeout_seconds: default_body_read_timeout(),
-            max_concurrent_requests: default_max_concurrent(),
-            per_key_per_second: None,
-            per_key_burst: None,
-        }
-    }
-}
-
-impl Limits {
-    fn check(&self) -> Result<(), String> {
-        if self.header_read_timeout_seconds == 0 {
-            return Err("limits.header_read_timeout_seconds: must be at least 1".into());
-        }
-        if self.body_read_timeout_seconds == 0 {
-            return Err("limits.body_read_timeout_seconds: must be at least 1".into());
-        }
-        if self.max_concurrent_requests == 0 {
-            return Err("limits.max_concurrent_requests: must be at least 1".into());
-        }
-        if self.per_key_per_second == Some(0) {
-            return Err(
-                "limits.per_key_per_second: must be at least 1 (leave it out for no limit)".into(),
-            );
-        }
-        match (self.per_key_per_second, self.per_key_burst) {
-            (_, Some(0)) => Err("limits.per_key_burst: must be at least 1".into()),
-            (None, Some(_)) => Err("limits.per_key_burst: needs limits.per_key_per_second".into()),
-            _ => Ok(()),
-        }
-    }
-}
-
 /// A risk tier: accounts whose calibrated P(pay) is at least `p_pay_from`
 /// and below the next tier's.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RiskTier {
     pub name: String,
@@ -208,8 +117,6 @@ pub struct EngineConfig {
     pub explore: f64,
     /// Seed of the exploration draw (with the account id and the day).
     pub explore_seed: u64,
-    pub api_keys: Vec<ApiKey>,
-    pub limits: Limits,
     /// Risk tiers of the segments, from the riskiest (lowest P(pay)) up.
     pub risk_tiers: Vec<RiskTier>,
     /// A second model that plans a share of the accounts, if any.
@@ -244,8 +151,6 @@ impl Default for EngineConfig {
             rules: RuleConfig::default(),
             explore: 0.05,
             explore_seed: 0,
-            api_keys: Vec::new(),
-            limits: Limits::default(),
             risk_tiers: default_risk_tiers(),
             challenger: None,
         }
@@ -260,9 +165,11 @@ struct FileConfig {
     #[serde(default)]
     strategies: BTreeMap<String, FileStrategy>,
     rules: Option<FileRules>,
-    #[serde(default)]
-    api_keys: Vec<ApiKey>,
-    limits: Option<Limits>,
+    // `serve`'s tables: `serve::config` reads and checks them.
+    #[serde(default, rename = "api_keys")]
+    _api_keys: Option<toml::Value>,
+    #[serde(default, rename = "limits")]
+    _limits: Option<toml::Value>,
     risk_tiers: Option<Vec<RiskTier>>,
     challenger: Option<FileChallenger>,
 }
@@ -445,29 +352,9 @@ impl EngineConfig {
                 r.calling_hours = (start, end);
             }
         }
-        for (index, key) in file.api_keys.iter().enumerate() {
-            let valid_hex =
-                key.key_sha256.len() == 64 && key.key_sha256.chars().all(|c| c.is_ascii_hexdigit());
-            if !valid_hex {
-                return Err(format!(
-                    "api_keys[{index}].key_sha256: expected 64 hex digits (the SHA-256 of the key, never the key)"
-                ));
-            }
-            if !["collector", "analyst", "manager", "admin"].contains(&key.role.as_str()) {
-                return Err(format!(
-                    "api_keys[{index}].role: {:?} is not one of collector, analyst, manager, admin",
-                    key.role
-                ));
-            }
-        }
-        config.api_keys = file.api_keys;
         if let Some(tiers) = file.risk_tiers {
             check_risk_tiers(&tiers)?;
             config.risk_tiers = tiers;
-        }
-        if let Some(limits) = file.limits {
-            limits.check()?;
-            config.limits = limits;
         }
         if let Some(challenger) = file.challenger {
             config
@@ -721,31 +608,17 @@ calling_hours = ["09:00", "20:00"]
     }
 
     #[test]
-    fn limits_and_the_promise_horizon_are_read_and_checked() {
-        let defaults = EngineConfig::default();
-        assert_eq!(defaults.limits.header_read_timeout_seconds, 30);
-        assert_eq!(defaults.limits.per_key_per_second, None);
-        assert_eq!(defaults.rules.max_promise_days, 60);
+    fn the_promise_horizon_is_read_and_serves_tables_are_left_to_serve() {
+        assert_eq!(EngineConfig::default().rules.max_promise_days, 60);
         let config = EngineConfig::from_toml(
-            "[rules]\nmax_promise_days = 14\n[limits]\nheader_read_timeout_seconds = 2\nper_key_per_second = 5\n",
+            "[rules]\nmax_promise_days = 14\n[limits]\nheader_read_timeout_seconds = 2\n\
+             [[api_keys]]\nrole = \"admin\"\nkey_sha256 = \"ab\"\n",
         )
-        .expect("valid");
+        .expect("the engine does not read serve's tables");
         assert_eq!(config.rules.max_promise_days, 14);
-        assert_eq!(config.limits.header_read_timeout_seconds, 2);
-        assert_eq!(config.limits.max_concurrent_requests, 1024);
-        assert_eq!(config.limits.per_key_per_second, Some(5));
         for (text, names) in [
-            ("[limits]\nper_key_burst = 3\n", "limits.per_key_burst"),
-            (
-                "[limits]\nper_key_per_second = 0\n",
-                "limits.per_key_per_second",
-            ),
-            (
-                "[limits]\nmax_concurrent_requests = 0\n",
-                "limits.max_concurrent_requests",
-            ),
-            ("[limits]\nrequests = 3\n", "requests"),
             ("[rules]\nmax_promise_days = -1\n", "rules.max_promise_days"),
+            ("[limit]\nrequests = 3\n", "unknown field `limit`"),
         ] {
             let error = EngineConfig::from_toml(text).unwrap_err();
             assert!(error.contains(names), "{text}: {error}");

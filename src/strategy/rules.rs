@@ -5,7 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 
-use crate::contract::Strategy;
+use crate::contract::{Channel, Strategy};
 
 /// A named compliance rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,15 +127,15 @@ pub fn blocked_by(strategy: Strategy, state: &AccountState, config: &RuleConfig)
     }
     let channel = strategy.channel();
     let opted_out = match channel {
-        Some("call") => state.do_not_call,
-        Some("sms") => state.do_not_sms,
-        Some("email") => state.do_not_email,
+        Some(Channel::Call) => state.do_not_call,
+        Some(Channel::Sms) => state.do_not_sms,
+        Some(Channel::Email) => state.do_not_email,
         _ => false,
     };
     if opted_out {
         return Some(Rule::ChannelOptOut);
     }
-    if channel == Some("call") {
+    if channel == Some(Channel::Call) {
         if state.calls_in_window >= config.max_calls_in_window {
             return Some(Rule::CallAttemptLimit);
         }

@@ -9,6 +9,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::sql::{active_id, audit, stored_action, SqlBackend, ACTION_COLUMNS};
 use super::{Actor, Change, LiveRules, NewAction, Recorded, StoreError, StoredAction};
+use crate::contract::Channel;
 use crate::features::contacts::CONVERSATIONS;
 use crate::strategy::rules;
 
@@ -104,7 +105,7 @@ pub(super) async fn apply_live(
         let query = sqlx::query(&sql).bind(rule).bind(plan_id).bind(person);
         blocked.extend(block(conn, query, rule).await?);
     }
-    if action.channel == "call" {
+    if action.channel == Channel::Call {
         let added: i64 = sqlx::query(
             "INSERT INTO people (plan_id, person, calls_added) VALUES ($1, $2, 1) \
              ON CONFLICT (plan_id, person) DO UPDATE SET calls_added = people.calls_added + 1 \
@@ -198,8 +199,8 @@ pub(super) async fn record_once<T: SqlBackend>(
     .bind(account_id)
     .bind(action.at)
     .bind(&action.at_text)
-    .bind(&action.channel)
-    .bind(&action.outcome)
+    .bind(action.channel.as_str())
+    .bind(action.outcome.as_str())
     .bind(action.promised_amount.clone())
     .bind(action.promised_on.map(|d| d.to_string()))
     .bind(action.agent_id.clone())

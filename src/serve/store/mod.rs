@@ -32,7 +32,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::contract::Strategy;
+use crate::contract::{Channel, Outcome, Strategy};
+use crate::strategy::rules::Rule;
 use crate::strategy::rules::RuleConfig;
 
 /// Errors of the store.
@@ -40,6 +41,8 @@ use crate::strategy::rules::RuleConfig;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("the store's schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("no plan is loaded yet")]
     NoPlan,
     #[error("account {0:?} is not in the served plan")]
@@ -60,6 +63,50 @@ pub enum StoreError {
     NothingToLift { account: String, rule: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl StoreError {
+    /// Whether a retry can cure it: the connection lost or refused, the
+    /// pool out of connections, the server shutting down or starting, a
+    /// serialization failure or deadlock, SQLite busy.
+    pub fn retryable(&self) -> bool {
+        let StoreError::Db(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                let code = code.as_ref();
+                // PostgreSQL SQLSTATEs: 08 connection exception, 57P0x shutdown
+                // or not yet accepting, 53300 too many connections, 40001/40P01.
+                code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || matches!(code, "53300" | "40001" | "40P01")
+                    // SQLite's SQLITE_BUSY and SQLITE_LOCKED (and their extended codes).
+                    || matches!(code, "5" | "6" | "261" | "517" | "773" | "262" | "518")
+            }),
+            _ => false,
+        }
+    }
+
+    /// Whether the store cannot be reached at all (not merely busy): the
+    /// connection lost or refused, the server shutting down.
+    pub fn unreachable(&self) -> bool {
+        let StoreError::Db(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                let code = code.as_ref();
+                code.starts_with("08") || code.starts_with("57P0")
+            }),
+            _ => false,
+        }
+    }
 }
 
 /// The database behind a store.
@@ -222,10 +269,10 @@ pub struct Unblocked {
 }
 
 /// The rule an action of the API's blocks its account by, if any.
-pub fn own_rule(outcome: &str) -> Option<&'static str> {
+pub fn own_rule(outcome: Outcome) -> Option<&'static str> {
     match outcome {
-        "dispute" => Some("dispute_open"),
-        "promise_to_pay" => Some("promise_pending"),
+        Outcome::Dispute => Some(Rule::DisputeOpen.as_str()),
+        Outcome::PromiseToPay => Some(Rule::PromisePending.as_str()),
         _ => None,
     }
 }
@@ -285,8 +332,8 @@ pub struct NewAction {
     pub at: i64,
     /// The instant as the client wrote it (RFC 3339 with its offset).
     pub at_text: String,
-    pub channel: String,
-    pub outcome: String,
+    pub channel: Channel,
+    pub outcome: Outcome,
     pub promised_amount: Option<String>,
     pub promised_on: Option<NaiveDate>,
     pub agent_id: Option<String>,
@@ -374,6 +421,21 @@ impl Change {
 /// The PostgreSQL channel that carries [`Change`]s.
 pub const CHANGES: &str = "prioritize_changes";
 
+/// What a store's stream of changes says (see [`Store::changes`]).
+#[derive(Debug)]
+pub enum Heard {
+    /// Listening (again): changes committed before this may have been missed.
+    Listening,
+    /// A change some replica committed, in commit order.
+    Change(Change),
+    /// The connection was lost and is being taken up again: changes sent
+    /// meanwhile are gone.
+    Missed,
+    /// The store cannot be reached; the stream tries again every second
+    /// and says `Listening` once it is back.
+    Unreachable(StoreError),
+}
+
 /// A queue entry with its live state, for an in-memory copy of a plan.
 #[derive(Debug, Clone)]
 pub struct QueueRow {
@@ -410,7 +472,7 @@ impl LiveRules {
             ),
             call_like_sql: Strategy::ALL
                 .iter()
-                .filter(|s| s.channel() == Some("call"))
+                .filter(|s| s.channel() == Some(Channel::Call))
                 .map(|s| format!("'{s}'"))
                 .collect::<Vec<_>>()
                 .join(", "),
@@ -537,6 +599,11 @@ pub trait Store: Send + Sync {
     async fn queue_sizes(&self, now: i64) -> Result<BTreeMap<String, (i64, i64)>, StoreError>;
     /// Distinct time zones of the active plan's accounts.
     async fn zones(&self) -> Result<Vec<String>, StoreError>;
+    /// Every replica's changes as they commit, for as long as the receiver
+    /// is kept (PostgreSQL: `LISTEN` on [`CHANGES`], taken up again when the
+    /// connection is lost); `None` where this process makes every change
+    /// (SQLite).
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Heard>>;
     /// Closes the pools.
     async fn close(&self);
 }

@@ -1,9 +1,10 @@
-//! The store for several replicas: PostgreSQL. Migrations run under an
-//! advisory lock; a lease takes its rows with `FOR UPDATE SKIP LOCKED`;
+//! The store for several replicas: PostgreSQL. Migrations (`migrations/postgres`)
+//! run under sqlx's advisory lock; a lease takes its rows with `FOR UPDATE SKIP LOCKED`;
 //! leases and actions hold a share lock on the active-plan row while a plan
 //! switch holds it exclusively; and every change to a plan's live state is
 //! announced with `NOTIFY` in its own transaction, so every replica hears it
-//! on commit, in commit order.
+//! on commit, in commit order. [`PostgresStore::changes`] is the other end:
+//! one `LISTEN` connection per server, taken up again whenever it is lost.
 
 use std::time::Duration;
 
@@ -11,16 +12,18 @@ use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool};
 
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
+
 use super::sql::{self, SqlBackend};
-use super::{Backend, Change, StoreError, CHANGES};
+use super::{Backend, Change, Heard, StoreError, CHANGES};
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: AnyPool,
+    /// For the `LISTEN` connection, which is not one of the pool's.
+    url: String,
 }
-
-/// The advisory lock that serialises migrations of replicas starting together.
-const MIGRATION_LOCK: i64 = 72817;
 
 impl PostgresStore {
     /// Connects to `url` and brings the schema up to date.
@@ -30,19 +33,78 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(3))
             .connect(url)
             .await?;
+        // Replicas starting together: the migrator's advisory lock lets one migrate.
         let mut conn = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        let migrated = sql::migrate(&mut conn, Backend::Postgres).await;
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        migrated?;
+        sql::migrate(&mut conn, Backend::Postgres).await?;
         drop(conn);
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            url: url.to_string(),
+        })
+    }
+}
+
+/// Changes in flight between the listener and the server: a slow reader
+/// holds the listener back (PostgreSQL queues notifications meanwhile).
+const HEARD_BUFFER: usize = 4096;
+
+/// Hears every replica's changes and hands them to `out` until it is
+/// dropped; connects again a second after a failure.
+async fn listen(url: String, out: mpsc::Sender<Heard>) {
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(CHANGES).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let connected = tokio::select! {
+            connected = connected => connected,
+            _ = out.closed() => return,
+        };
+        let mut listener = match connected {
+            Ok(listener) => listener,
+            Err(e) => {
+                if out.send(Heard::Unreachable(e.into())).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = out.closed() => return,
+                }
+            }
+        };
+        if out.send(Heard::Listening).await.is_err() {
+            return;
+        }
+        loop {
+            let received = tokio::select! {
+                received = listener.try_recv() => received,
+                _ = out.closed() => return,
+            };
+            let heard = match received {
+                Ok(Some(notification)) => {
+                    match serde_json::from_str::<Change>(notification.payload()) {
+                        Ok(change) => Heard::Change(change),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "an unreadable change");
+                            continue;
+                        }
+                    }
+                }
+                // The connection was lost; the listener takes it up again
+                // on the next receive, but what was sent meanwhile is gone.
+                Ok(None) => Heard::Missed,
+                Err(e) => {
+                    if out.send(Heard::Unreachable(e.into())).await.is_err() {
+                        return;
+                    }
+                    break;
+                }
+            };
+            if out.send(heard).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -98,6 +160,12 @@ impl SqlBackend for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn changes(&self) -> Option<mpsc::Receiver<Heard>> {
+        let (sender, receiver) = mpsc::channel(HEARD_BUFFER);
+        tokio::spawn(listen(self.url.clone(), sender));
+        Some(receiver)
     }
 }
 

@@ -7,16 +7,17 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{NaiveDate, Utc};
+use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::decisions::{self, Decisions};
 use super::live::{account_keys, apply_live, record_once};
 use super::{
-    own_rule, AccountRow, Actor, AuditAsk, AuditEntry, Backend, Change, Item, LeaseAsk, LeaseReply,
-    Leased, Lift, LiveRules, NewAction, PlanMeta, PlanRow, QueueRow, Recorded, RunLock, Store,
-    StoreError, StoredAction, Unblocked,
+    own_rule, AccountRow, Actor, AuditAsk, AuditEntry, Backend, Change, Heard, Item, LeaseAsk,
+    LeaseReply, Leased, Lift, LiveRules, NewAction, PlanMeta, PlanRow, QueueRow, Recorded, RunLock,
+    Store, StoreError, StoredAction, Unblocked,
 };
-use crate::contract::Strategy;
+use crate::contract::{Channel, Strategy};
 use crate::strategy::rules;
 
 /// What one database adds to the shared SQL.
@@ -31,31 +32,13 @@ pub trait SqlBackend: Send + Sync {
     async fn announce(&self, conn: &mut AnyConnection, change: Change) -> Result<(), StoreError>;
     /// Called once a plan's rows are stored.
     async fn plan_stored(&self) -> Result<(), StoreError>;
+    /// Every replica's changes (see [`Store::changes`]); none by default.
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Heard>> {
+        None
+    }
 }
 
 impl Backend {
-    fn ddl(self, template: &str) -> String {
-        let (id, int, real, blob) = match self {
-            Backend::Sqlite => (
-                "INTEGER PRIMARY KEY AUTOINCREMENT",
-                "INTEGER",
-                "REAL",
-                "BLOB",
-            ),
-            Backend::Postgres => (
-                "BIGSERIAL PRIMARY KEY",
-                "BIGINT",
-                "DOUBLE PRECISION",
-                "BYTEA",
-            ),
-        };
-        template
-            .replace("{id}", id)
-            .replace("{int}", int)
-            .replace("{real}", real)
-            .replace("{blob}", blob)
-    }
-
     /// The `n`th parameter of a statement. SQLite reads `$n` as a name and
     /// looks each one up among the names before it: preparing an insert of
     /// 800 rows took 0.4 s that way, 1 ms with plain `?`.
@@ -83,151 +66,29 @@ impl Backend {
     }
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS plans (
-        plan_id {id},
-        created_at {int} NOT NULL,
-        day TEXT NOT NULL,
-        model_version TEXT NOT NULL,
-        data_hash TEXT NOT NULL,
-        accounts {int} NOT NULL,
-        summary TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS active_plan (
-        id {int} PRIMARY KEY,
-        plan_id {int} NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS plan_items (
-        plan_id {int} NOT NULL,
-        account_id TEXT NOT NULL,
-        person TEXT NOT NULL,
-        timezone TEXT NOT NULL,
-        currency TEXT NOT NULL,
-        strategy TEXT NOT NULL,
-        queue_rank {int} NOT NULL,
-        priority {int} NOT NULL,
-        p_pay {real} NOT NULL,
-        expected_value {int} NOT NULL,
-        reasons TEXT NOT NULL,
-        blocked_by TEXT NOT NULL,
-        propensity {real} NOT NULL,
-        model_version TEXT NOT NULL,
-        balance {int} NOT NULL,
-        days_past_due {int} NOT NULL,
-        risk {real} NOT NULL,
-        calls_in_window {int} NOT NULL,
-        call_from {int},
-        history TEXT NOT NULL,
-        blocked_live TEXT,
-        leased_by TEXT,
-        lease_expires {int},
-        PRIMARY KEY (plan_id, account_id))",
-    "CREATE INDEX IF NOT EXISTS plan_items_queue ON plan_items (plan_id, strategy, queue_rank)",
-    "CREATE INDEX IF NOT EXISTS plan_items_person ON plan_items (plan_id, person)",
-    "CREATE TABLE IF NOT EXISTS people (
-        plan_id {int} NOT NULL,
-        person TEXT NOT NULL,
-        calls_added {int} NOT NULL,
-        PRIMARY KEY (plan_id, person))",
-    "CREATE TABLE IF NOT EXISTS actions (
-        id {id},
-        account_id TEXT NOT NULL,
-        at {int} NOT NULL,
-        at_text TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        promised_amount TEXT,
-        promised_on TEXT,
-        agent_id TEXT,
-        idempotency_key TEXT,
-        request_hash TEXT,
-        recorded_at {int} NOT NULL)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS actions_idempotency ON actions (account_id, idempotency_key)",
-    "CREATE INDEX IF NOT EXISTS actions_account ON actions (account_id, id)",
-    "CREATE INDEX IF NOT EXISTS actions_at ON actions (at)",
-    // Kept when plan rows are pruned: what outcomes are built from.
-    "CREATE TABLE IF NOT EXISTS decisions (
-        plan_id {int} PRIMARY KEY,
-        day TEXT NOT NULL,
-        created_at {int} NOT NULL,
-        accounts {int} NOT NULL,
-        activated {int} NOT NULL,
-        data {blob} NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS decisions_day ON decisions (day)",
-    // A lease request's Idempotency-Key (per queue): what it leased, for a retry.
-    "CREATE TABLE IF NOT EXISTS lease_requests (
-        strategy TEXT NOT NULL,
-        idempotency_key TEXT NOT NULL,
-        request_hash TEXT NOT NULL,
-        plan_id {int} NOT NULL,
-        accounts TEXT NOT NULL,
-        expires {int} NOT NULL,
-        recorded_at {int} NOT NULL,
-        PRIMARY KEY (strategy, idempotency_key))",
-    // Who did what: every write through the API and every run, in the
-    // transaction of its effect. Nothing updates or deletes it (see below).
-    "CREATE TABLE IF NOT EXISTS audit (
-        id {id},
-        at {int} NOT NULL,
-        key_id TEXT NOT NULL,
-        role TEXT NOT NULL,
-        agent_id TEXT,
-        action TEXT NOT NULL,
-        account_id TEXT,
-        detail TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS audit_account ON audit (account_id, id)",
-    "CREATE INDEX IF NOT EXISTS audit_at ON audit (at)",
-    // Blocks lifted by a manager: the API's actions of the rule recorded
-    // up to `at` no longer block the account, now or in later plans.
-    "CREATE TABLE IF NOT EXISTS unblocks (
-        id {id},
-        account_id TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        at {int} NOT NULL,
-        key_id TEXT NOT NULL,
-        reason TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS unblocks_account ON unblocks (account_id, rule)",
-];
+/// The schema's versions, one folder per backend under `migrations/`,
+/// applied in order, each in its own transaction, and recorded in
+/// `_sqlx_migrations` (PostgreSQL: under sqlx's advisory lock, so replicas
+/// starting together migrate once). A store that holds a version this build
+/// does not know, or one whose file changed since it was applied, is refused.
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The PostgreSQL advisory lock a run holds (one run at a time across replicas).
 const RUN_LOCK: i64 = 72818;
-
-/// The audit table refuses updates and deletes (and on PostgreSQL truncation)
-/// through any connection; only its owner dropping the triggers gets past.
-const APPEND_ONLY_SQLITE: &[&str] = &[
-    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit \
-     BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit \
-     BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END",
-];
-const APPEND_ONLY_POSTGRES: &[&str] = &[
-    "CREATE OR REPLACE FUNCTION prioritize_audit_append_only() RETURNS trigger \
-     LANGUAGE plpgsql AS $body$ BEGIN RAISE EXCEPTION 'the audit table is append-only'; END $body$",
-    "DROP TRIGGER IF EXISTS audit_append_only ON audit",
-    "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit \
-     FOR EACH ROW EXECUTE FUNCTION prioritize_audit_append_only()",
-    "DROP TRIGGER IF EXISTS audit_no_truncate ON audit",
-    "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit \
-     FOR EACH STATEMENT EXECUTE FUNCTION prioritize_audit_append_only()",
-];
 
 const ROW_COLUMNS: &str = "plan_id, account_id, person, timezone, currency, strategy, queue_rank, \
     priority, p_pay, expected_value, reasons, blocked_by, propensity, model_version, balance, \
     days_past_due, risk, calls_in_window, call_from, history";
 const ROW_WIDTH: usize = 20;
 
-/// Creates what is missing of the schema.
+/// Brings the schema up to date (see [`SQLITE_MIGRATIONS`]).
 pub async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
-    for statement in SCHEMA {
-        sqlx::query(&backend.ddl(statement))
-            .execute(&mut *conn)
-            .await?;
-    }
-    let append_only = match backend {
-        Backend::Sqlite => APPEND_ONLY_SQLITE,
-        Backend::Postgres => APPEND_ONLY_POSTGRES,
+    let migrator = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
     };
-    for statement in append_only {
-        sqlx::query(statement).execute(&mut *conn).await?;
-    }
+    migrator.run(conn).await?;
     Ok(())
 }
 
@@ -316,6 +177,16 @@ pub(super) async fn active_id(
 pub(super) const ACTION_COLUMNS: &str =
     "id, account_id, at, at_text, channel, outcome, promised_amount, promised_on, agent_id, recorded_at";
 
+/// A column of a closed vocabulary (channel, outcome), as its type.
+fn vocabulary<T: std::str::FromStr<Err = String>>(
+    row: &sqlx::any::AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    text.parse()
+        .map_err(|e| StoreError::Invalid(format!("actions.{column}: {e}")))
+}
+
 pub(super) fn stored_action(row: &sqlx::any::AnyRow) -> Result<StoredAction, StoreError> {
     let promised_on: Option<String> = row.try_get("promised_on")?;
     Ok(StoredAction {
@@ -324,8 +195,8 @@ pub(super) fn stored_action(row: &sqlx::any::AnyRow) -> Result<StoredAction, Sto
         action: NewAction {
             at: row.try_get("at")?,
             at_text: row.try_get("at_text")?,
-            channel: row.try_get("channel")?,
-            outcome: row.try_get("outcome")?,
+            channel: vocabulary(row, "channel")?,
+            outcome: vocabulary(row, "outcome")?,
             promised_amount: row.try_get("promised_amount")?,
             promised_on: promised_on.and_then(|d| d.parse().ok()),
             agent_id: row.try_get("agent_id")?,
@@ -911,7 +782,7 @@ impl<T: SqlBackend> Store for T {
                 "promise_pending"
             };
             let call_like =
-                Strategy::from_str(&strategy).is_ok_and(|s| s.channel() == Some("call"));
+                Strategy::from_str(&strategy).is_ok_and(|s| s.channel() == Some(Channel::Call));
             if api_causes(&mut tx, account, other, now, today, rules).await? > 0 {
                 still = Some(other);
             } else if call_like {
@@ -1216,6 +1087,10 @@ impl<T: SqlBackend> Store for T {
             .collect()
     }
 
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Heard>> {
+        SqlBackend::changes(self)
+    }
+
     async fn close(&self) {
         self.write().close().await;
         self.read().close().await;
@@ -1475,7 +1350,7 @@ async fn replay(
             continue;
         };
         // A pause a manager lifted after the action does not come back.
-        let own_block = own_rule(&stored.action.outcome).is_none_or(|rule| {
+        let own_block = own_rule(stored.action.outcome).is_none_or(|rule| {
             lifts
                 .get(&(stored.account_id.clone(), rule.to_string()))
                 .is_none_or(|&at| at < stored.recorded_at)

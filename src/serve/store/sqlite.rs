@@ -84,3 +84,70 @@ impl SqlBackend for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Executor};
+
+    use super::*;
+    use crate::serve::store::Store;
+
+    async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        SqliteStore::open(url).await
+    }
+
+    async fn execute(url: &str, statement: &str) {
+        let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+        conn.execute(statement).await.expect(statement);
+        conn.close().await.expect("close");
+    }
+
+    async fn versions(url: &str) -> Vec<i64> {
+        let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&mut conn)
+                .await
+                .expect("migrations recorded");
+        rows.into_iter().map(|(v,)| v).collect()
+    }
+
+    #[tokio::test]
+    async fn versions_are_recorded_and_a_store_of_another_build_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        open(&url).await.expect("a new store").close().await;
+        assert_eq!(versions(&url).await, [1]);
+
+        // A store made before versions were recorded (its tables, no
+        // history) takes the first version as it is, keeping its rows.
+        execute(&url, "INSERT INTO unblocks (account_id, rule, at, key_id, reason) VALUES ('A', 'dispute_open', 1, 'k', 'r')").await;
+        execute(&url, "DROP TABLE _sqlx_migrations").await;
+        open(&url).await.expect("an older store").close().await;
+        assert_eq!(versions(&url).await, [1]);
+        let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+        let (kept,): (i64,) = sqlx::query_as("SELECT count(*) FROM unblocks")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        assert_eq!(kept, 1);
+        conn.close().await.expect("close");
+
+        // A newer build's version, or a changed file, stops the start.
+        execute(&url, "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'later', 1, x'00', 0)").await;
+        let error = open(&url).await.err().expect("refused").to_string();
+        assert!(error.contains("9999"), "{error}");
+        execute(&url, "DELETE FROM _sqlx_migrations WHERE version = 9999").await;
+        execute(
+            &url,
+            "UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 1",
+        )
+        .await;
+        let error = open(&url).await.err().expect("refused").to_string();
+        assert!(
+            error.contains("migration 1") && error.contains("modified"),
+            "{error}"
+        );
+    }
+}
