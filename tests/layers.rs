@@ -1,7 +1,7 @@
 //! The layer order `ARCHITECTURE.md` states, held against the code: every
 //! path into the crate (`crate::…`, or `super::…` that climbs out of a top
-//! module) in every file under `src/` must lead to the module's own layer or
-//! one below it, and the crates `ARCHITECTURE.md` keeps in one room are
+//! module) in every file under `src/` must stay in its own module or lead to
+//! a layer below its own (never another module of the same layer), and the crates `ARCHITECTURE.md` keeps in one room are
 //! named nowhere else. Test modules (`#[cfg(test)] mod …`) are left out:
 //! they may use the simulator to build books.
 

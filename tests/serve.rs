@@ -2551,7 +2551,8 @@ fn limits_protect_the_server(backend: Backend) {
         let got = match held.peek(&mut peek) {
             Ok(0) => Some("closed".to_string()),
             Ok(n) => Some(String::from_utf8_lossy(&peek[..n]).to_string()),
-            Err(_) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => Some(format!("error: {e}")),
         };
         held.set_nonblocking(false).expect("blocking");
         got

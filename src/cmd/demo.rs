@@ -181,7 +181,13 @@ fn serve(
         .iter()
         .map(|&role| (role, super::serve::new_key()))
         .collect();
+    // The file's [limits] hold; the keys are the demo's own.
+    let limits = match &engine.config {
+        Some(path) => ServeConfig::from_file(path)?.limits,
+        None => Default::default(),
+    };
     let server = ServeConfig {
+        limits,
         api_keys: keys
             .iter()
             .map(|(role, key)| ApiKey {
@@ -191,7 +197,6 @@ fn serve(
                 agent_id: None,
             })
             .collect(),
-        ..ServeConfig::default()
     };
     // A fresh store: the demo's accounts are new every run.
     let db = dir.join("prioritize.db");

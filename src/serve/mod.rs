@@ -331,8 +331,10 @@ pub struct App {
     /// asking the store, which was just found unreachable. A reconnected
     /// listener clears it.
     store_down_until: AtomicI64,
-    /// Cancelled on SIGTERM or Ctrl-C: the accept loop and every background
-    /// task (the change listener, the follower) stop on it.
+    /// Cancelled once the accept loop has ended (SIGTERM or Ctrl-C, then the
+    /// requests in flight finished): every background task (the change
+    /// listener, the follower) stops on it. Until then pages still hear
+    /// their freshness markers.
     shutdown: CancellationToken,
 }
 
@@ -991,10 +993,13 @@ pub async fn prepare(options: ServeOptions) -> Result<Arc<App>> {
         .map(|key| KeyEntry {
             hash: key.key_sha256.to_ascii_lowercase(),
             role: key.role,
-            id: key
-                .id
-                .clone()
-                .unwrap_or_else(|| key.key_sha256[..12].to_ascii_lowercase()),
+            id: key.id.clone().unwrap_or_else(|| {
+                key.key_sha256
+                    .chars()
+                    .take(12)
+                    .collect::<String>()
+                    .to_ascii_lowercase()
+            }),
             agent_id: key.agent_id.clone(),
         })
         .collect();
@@ -1094,13 +1099,12 @@ pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Resu
         .with_context(|| format!("listening on {}", app.options.listen))?;
     let address = listener.local_addr()?;
     ready(address);
+    let stop = CancellationToken::new();
     {
-        let token = app.shutdown.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown_signal() => token.cancel(),
-                _ = token.cancelled() => {}
-            }
+            shutdown_signal().await;
+            stop.cancel();
         });
     }
     // Say once when the first plan is served.
@@ -1136,7 +1140,7 @@ pub async fn serve(app: Arc<App>, ready: impl FnOnce(SocketAddr) + Send) -> Resu
             }
         })
     };
-    accept(listener, app.clone()).await;
+    accept(listener, app.clone(), stop).await;
     // Whatever ended the accept loop, every background task stops too.
     app.shutdown.cancel();
     let _ = follower.await;
@@ -1166,11 +1170,10 @@ async fn limit_in_flight(State(app): State<Arc<App>>, request: Request, next: Ne
 /// Accepts connections until a shutdown signal, then lets the requests in
 /// flight finish (up to 30 s). Each connection must send a request's headers
 /// within `[limits] header_read_timeout_seconds`.
-async fn accept(listener: tokio::net::TcpListener, app: Arc<App>) {
+async fn accept(listener: tokio::net::TcpListener, app: Arc<App>, token: CancellationToken) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     let limits = app.limits.clone();
-    let token = app.shutdown.clone();
     let service = router(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
