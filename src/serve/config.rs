@@ -23,7 +23,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::contract::Role;
-use crate::strategy::config::ConfigError;
+use crate::strategy::config::{parse_toml, ConfigError};
 
 /// An API key entry: the role it grants and the hex SHA-256 of the key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -144,16 +144,7 @@ impl ServeConfig {
     /// The `[[api_keys]]` and `[limits]` of a TOML document; the error names
     /// the field (and the line, where TOML knows it).
     pub fn from_toml(text: &str) -> Result<ServeConfig, String> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().to_string();
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    format!("line {line}: {message}")
-                }
-                None => message,
-            }
-        })?;
+        let file: FileConfig = parse_toml(text)?;
         let mut keys: Vec<ApiKey> = Vec::new();
         for (n, key) in file.api_keys.into_iter().enumerate() {
             let hash = key.key_sha256.to_ascii_lowercase();

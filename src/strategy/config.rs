@@ -242,6 +242,20 @@ fn check_risk_tiers(tiers: &[RiskTier]) -> Result<(), String> {
     Ok(())
 }
 
+/// A TOML document as `T`; the error gives the line, where TOML knows it.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().to_string();
+        match e.span() {
+            Some(span) => {
+                let line = text[..span.start].matches('\n').count() + 1;
+                format!("line {line}: {message}")
+            }
+            None => message,
+        }
+    })
+}
+
 fn parse_hour(text: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(text, "%H:%M")
         .map_err(|_| format!("{text:?} is not a time of day as HH:MM"))
@@ -272,16 +286,7 @@ impl EngineConfig {
 
     /// The defaults overridden by a TOML document; the error names the field.
     pub fn from_toml(text: &str) -> Result<EngineConfig, String> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().to_string();
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    format!("line {line}: {message}")
-                }
-                None => message,
-            }
-        })?;
+        let file: FileConfig = parse_toml(text)?;
         let mut config = EngineConfig::default();
         if let Some(share) = file.explore {
             config
