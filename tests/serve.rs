@@ -2321,6 +2321,13 @@ fn keys_are_bound_and_every_write_is_audited(backend: Backend) {
     );
 
     // Append-only, whoever connects to the store.
+    let (tamper, guard) = match backend {
+        Backend::Sqlite => ("DROP TRIGGER audit_no_delete", "audit_no_delete"),
+        Backend::Postgres => (
+            "ALTER TABLE audit DISABLE TRIGGER audit_no_truncate",
+            "audit_no_truncate",
+        ),
+    };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         use sqlx::Connection;
@@ -2342,7 +2349,34 @@ fn keys_are_bound_and_every_write_is_audited(backend: Backend) {
                 "{statement}: {refused:?}"
             );
         }
+        // Only the owner gets past, by dropping or disabling a trigger; a
+        // store left that way is refused at the next start, naming it.
+        sqlx::query(tamper).execute(&mut conn).await.expect(tamper);
     });
+    let fx = fixture();
+    let restart = Command::new(binary())
+        .args([
+            "serve",
+            "--as-of",
+            DAY,
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--data",
+        ])
+        .arg(&fx.data)
+        .arg("--model")
+        .arg(fx.models.join("a"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("serve runs");
+    let stderr = String::from_utf8_lossy(&restart.stderr);
+    assert!(
+        !restart.status.success() && stderr.contains(guard) && stderr.contains("append-only"),
+        "a store whose audit lost a guard must be refused: {stderr}"
+    );
 }
 
 /// A lease ends early by `DELETE`: only its holder (naming itself) or a

@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn a_bad_entry_is_named() {
         let cases = [
-            (format!("[[api_keys]]\nrole = \"root\"\nkey_sha256 = \"{HASH}\"\n"), "line 2"),
+            (format!("[[api_keys]]\nrole = \"root\"\nkey_sha256 = \"{HASH}\"\n"), "line 2: api_keys[0].role"),
             ("[[api_keys]]\nrole = \"admin\"\nkey_sha256 = \"abc\"\n".into(), "api_keys[0].key_sha256"),
             (format!("[[api_keys]]\nrole = \"admin\"\nkey_sha256 = \"{HASH}\"\nid = \"system\"\n"), "api_keys[0].id"),
             (format!("[[api_keys]]\nrole = \"admin\"\nkey_sha256 = \"{HASH}\"\nagent_id = \" \"\n"), "api_keys[0].agent_id"),

@@ -128,9 +128,10 @@ impl From<StoreError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "nothing-to-lift", error.to_string())
             }
             StoreError::Db(_) if error.retryable() => Problem::store_unavailable(error),
-            StoreError::Invalid(_) | StoreError::Db(_) | StoreError::Migrate(_) => {
-                Problem::internal(error)
-            }
+            StoreError::Invalid(_)
+            | StoreError::Db(_)
+            | StoreError::Migrate(_)
+            | StoreError::AuditUnguarded { .. } => Problem::internal(error),
         }
     }
 }

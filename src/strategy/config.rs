@@ -244,9 +244,18 @@ fn check_risk_tiers(tiers: &[RiskTier]) -> Result<(), String> {
 
 /// A TOML document as `T`; the error gives the line, where TOML knows it.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    toml::from_str(text).map_err(|e| {
-        let message = e.message().trim().to_string();
-        match e.span() {
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+        // The field's path (`api_keys[1].role`) when the error is a value's,
+        // not the file's syntax.
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().trim().to_string();
+        let message = if path.is_empty() || path == "." {
+            message
+        } else {
+            format!("{path}: {message}")
+        };
+        match inner.span() {
             Some(span) => {
                 let line = text[..span.start].matches('\n').count() + 1;
                 format!("line {line}: {message}")

@@ -43,6 +43,11 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("the store's schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the audit table is no longer append-only: trigger(s) {} missing or disabled; re-create them with the statements at the end of migrations/{backend}/0001_schema.sql before serving again", missing.join(", "))]
+    AuditUnguarded {
+        backend: &'static str,
+        missing: Vec<String>,
+    },
     #[error("no plan is loaded yet")]
     NoPlan,
     #[error("account {0:?} is not in the served plan")]

@@ -150,4 +150,20 @@ mod tests {
             "{error}"
         );
     }
+
+    #[tokio::test]
+    async fn a_store_whose_audit_lost_a_guard_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        open(&url).await.expect("a new store").close().await;
+        execute(&url, "DROP TRIGGER audit_no_delete").await;
+        let error = open(&url).await.err().expect("refused").to_string();
+        assert!(
+            error.contains("audit_no_delete") && !error.contains("audit_no_update"),
+            "{error}"
+        );
+        // Put back as the message says, the store opens again.
+        execute(&url, "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END").await;
+        open(&url).await.expect("guards restored").close().await;
+    }
 }
