@@ -16,7 +16,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
 use super::sql::{self, SqlBackend};
-use super::{Backend, Change, Heard, StoreError, CHANGES};
+use super::{Backend, Change, Heard, PlanRow, StoreError, CHANGES};
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -111,6 +111,27 @@ async fn listen(url: String, out: mpsc::Sender<Heard>) {
 #[async_trait]
 impl SqlBackend for PostgresStore {
     const BACKEND: Backend = Backend::Postgres;
+
+    async fn copy_rows(&self, plan_id: i64, rows: &[PlanRow]) -> Result<bool, StoreError> {
+        // COPY needs PostgreSQL's own connection, not the pool's `Any` one.
+        use sqlx::Connection;
+        const PART: usize = 50_000;
+        let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+        let statement = format!(
+            "COPY plan_items ({}) FROM STDIN (FORMAT csv)",
+            sql::ROW_COLUMNS
+        );
+        let mut text = Vec::with_capacity(PART.min(rows.len()) * 320);
+        for part in rows.chunks(PART) {
+            text.clear();
+            sql::rows_csv(plan_id, part, &mut text);
+            let mut copy = conn.copy_in_raw(&statement).await?;
+            copy.send(text.as_slice()).await?;
+            copy.finish().await?;
+        }
+        conn.close().await?;
+        Ok(true)
+    }
 
     fn read(&self) -> &AnyPool {
         &self.pool

@@ -32,6 +32,12 @@ pub trait SqlBackend: Send + Sync {
     async fn announce(&self, conn: &mut AnyConnection, change: Change) -> Result<(), StoreError>;
     /// Called once a plan's rows are stored.
     async fn plan_stored(&self) -> Result<(), StoreError>;
+    /// Stores a plan's rows in bulk where the backend has a way (PostgreSQL:
+    /// `COPY`), each part committed on its own; `false` where it has none
+    /// and the rows go as batched inserts.
+    async fn copy_rows(&self, _plan_id: i64, _rows: &[PlanRow]) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     /// Every replica's changes (see [`Store::changes`]); none by default.
     fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Heard>> {
         None
@@ -77,10 +83,58 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 /// The PostgreSQL advisory lock a run holds (one run at a time across replicas).
 const RUN_LOCK: i64 = 72818;
 
-const ROW_COLUMNS: &str = "plan_id, account_id, person, timezone, currency, strategy, queue_rank, \
+pub(super) const ROW_COLUMNS: &str =
+    "plan_id, account_id, person, timezone, currency, strategy, queue_rank, \
     priority, p_pay, expected_value, reasons, blocked_by, propensity, model_version, balance, \
     days_past_due, risk, calls_in_window, call_from, history";
 const ROW_WIDTH: usize = 20;
+
+/// Plan rows as CSV for `COPY plan_items (ROW_COLUMNS) FROM STDIN (FORMAT csv)`:
+/// every text quoted (so an empty text is not read as NULL), NULL as an
+/// empty field, floats in the shortest form that reads back as the same number.
+pub(super) fn rows_csv(plan_id: i64, rows: &[PlanRow], out: &mut Vec<u8>) {
+    use std::io::Write;
+    fn text(out: &mut Vec<u8>, field: &str) {
+        out.push(b'"');
+        for &b in field.as_bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.extend_from_slice(b"\",");
+    }
+    for row in rows {
+        let _ = write!(out, "{plan_id},");
+        text(out, &row.account_id);
+        text(out, &row.person);
+        text(out, &row.timezone);
+        text(out, &row.currency);
+        text(out, row.strategy);
+        let _ = write!(
+            out,
+            "{},{},{:?},{},",
+            row.queue_rank, row.priority, row.p_pay, row.expected_value
+        );
+        text(out, &row.reasons);
+        text(out, &row.blocked_by);
+        let _ = write!(out, "{:?},", row.propensity);
+        text(out, &row.model_version);
+        let _ = write!(
+            out,
+            "{},{},{:?},{},",
+            row.balance, row.days_past_due, row.risk, row.calls_in_window
+        );
+        if let Some(from) = row.call_from {
+            let _ = write!(out, "{from}");
+        }
+        out.push(b',');
+        text(out, &row.history);
+        // The last field's comma becomes the line's end.
+        out.pop();
+        out.push(b'\n');
+    }
+}
 
 /// Brings the schema up to date (see [`SQLITE_MIGRATIONS`]).
 pub async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
@@ -88,8 +142,42 @@ pub async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Result<(), S
         Backend::Sqlite => &SQLITE_MIGRATIONS,
         Backend::Postgres => &POSTGRES_MIGRATIONS,
     };
-    migrator.run(conn).await?;
-    Ok(())
+    migrator.run(&mut *conn).await?;
+    check_audit_guards(conn, backend).await
+}
+
+/// Refuses a store whose audit table lost a guard (a trigger dropped, or
+/// disabled on PostgreSQL, by the database's owner): the migrations are
+/// never re-run, so nothing would bring it back, and serving on would write
+/// an audit trail that can be silently edited.
+async fn check_audit_guards(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    let (sql, expected, folder): (&str, &[&str], &'static str) = match backend {
+        Backend::Sqlite => (
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'",
+            &["audit_no_update", "audit_no_delete"],
+            "sqlite",
+        ),
+        Backend::Postgres => (
+            "SELECT tgname::text FROM pg_trigger \
+             WHERE tgrelid = 'audit'::regclass AND NOT tgisinternal AND tgenabled <> 'D'",
+            &["audit_append_only", "audit_no_truncate"],
+            "postgres",
+        ),
+    };
+    let present: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&mut *conn).await?;
+    let missing: Vec<String> = expected
+        .iter()
+        .filter(|name| !present.iter().any(|(p,)| p == *name))
+        .map(|name| name.to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::AuditUnguarded {
+            backend: folder,
+            missing,
+        })
+    }
 }
 
 /// Appends audit rows, one per `(account, detail)`, as `actor`'s at `at`.
@@ -376,6 +464,10 @@ impl<T: SqlBackend> Store for T {
         )
         .await?;
         tx.commit().await?;
+        if self.copy_rows(plan_id, rows).await? {
+            self.plan_stored().await?;
+            return Ok(plan_id);
+        }
         // Rows go in chunks, each its own transaction, so that actions and
         // leases on the active plan interleave (SQLite has one writer).
         const CHUNK: usize = 800;
