@@ -296,17 +296,31 @@ pub enum Command {
     },
     /// Plan the day: each account's strategy under the compliance rules and the
     /// day's capacities, with each strategy's queue in order.
+    ///
+    /// A book too large for one process is planned in partitions: run
+    /// `--partition I/N` for I = 0 … N-1 (each writes a Parquet file of the
+    /// accounts of a share of the people), then `--merge` over all of them,
+    /// which allocates the capacity over the whole book and writes the plan,
+    /// the same plan as one run over the whole book.
     Plan {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        model: PathBuf,
+        #[arg(long, required_unless_present = "merge")]
+        data: Option<PathBuf>,
+        #[arg(long, required_unless_present = "merge")]
+        model: Option<PathBuf>,
         /// The day planned (YYYY-MM-DD).
-        #[arg(long)]
-        as_of: NaiveDate,
+        #[arg(long, required_unless_present = "merge")]
+        as_of: Option<NaiveDate>,
+        /// Assess only partition I of N (numbered from 0) of the people, and
+        /// write it to --out as Parquet for `--merge`.
+        #[arg(long, value_name = "I/N", conflicts_with = "merge")]
+        partition: Option<crate::strategy::partition::Partition>,
+        /// Make the plan from the partitions written by `--partition` (all N
+        /// of them): exploration, allocation under capacity and queue ranks.
+        #[arg(long, value_name = "PART", num_args = 1.., conflicts_with_all = ["data", "model", "as_of"])]
+        merge: Vec<PathBuf>,
         #[command(flatten)]
         engine: EngineArgs,
-        /// Output CSV, one row per account.
+        /// Output CSV, one row per account (with --partition: the partition's Parquet file).
         #[arg(long)]
         out: PathBuf,
     },

@@ -123,9 +123,17 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             data,
             model,
             as_of,
+            partition,
+            merge,
             engine,
             out,
-        } => cmd::plan::run(&data, &model, as_of, &engine, &out),
+        } => match (data, model, as_of) {
+            (Some(data), Some(model), Some(as_of)) if merge.is_empty() => match partition {
+                Some(part) => cmd::plan::run_partition(&data, &model, as_of, part, &engine, &out),
+                None => cmd::plan::run(&data, &model, as_of, &engine, &out),
+            },
+            _ => cmd::plan::merge(&merge, &engine, &out),
+        },
         Command::EvaluatePolicy {
             data,
             model,

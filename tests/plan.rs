@@ -867,3 +867,147 @@ fn evaluate_policy_judges_decisions_made_elsewhere_by_the_same_rules() {
         "{stderr}"
     );
 }
+
+/// A book planned as partitions (`--partition I/N`, then `--merge`) is the
+/// book planned whole, row for row, with exploration on, a challenger
+/// planning a share of the people and capacities binding across
+/// partitions; a merge that lacks a partition or holds one twice is refused.
+#[test]
+fn a_book_planned_in_partitions_is_the_book_planned_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = book(dir.path(), "book", 3000, 21);
+    add_edge_cases(&data);
+    let (training, _) = book(dir.path(), "training", 1500, 22);
+    let challenger = dir.path().join("challenger");
+    prioritize()
+        .args([
+            "train",
+            "--response-learner",
+            "scorecard",
+            "--trees",
+            "40",
+            "--data",
+        ])
+        .arg(&training)
+        .arg("--out")
+        .arg(&challenger)
+        .assert()
+        .success();
+    let shape = [
+        "--challenger",
+        challenger.to_str().unwrap(),
+        "--challenger-share",
+        "0.3",
+    ];
+    let decide = [
+        "--explore",
+        "0.1",
+        "--capacity",
+        "call=90",
+        "--capacity",
+        "installment_plan=60",
+        "--capacity",
+        "demand_letter=120",
+    ];
+    let whole = dir.path().join("whole.csv");
+    plan(&data, &whole, &[&shape[..], &decide[..]].concat());
+
+    let parts: Vec<PathBuf> = (0..4)
+        .map(|i| dir.path().join(format!("part-{i}.parquet")))
+        .collect();
+    let mut assessed = 0;
+    for (i, part) in parts.iter().enumerate() {
+        let output = prioritize()
+            .args([
+                "plan",
+                "--as-of",
+                DAY,
+                "--partition",
+                &format!("{i}/4"),
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--model")
+            .arg(default_model())
+            .arg("--out")
+            .arg(part)
+            .args(shape)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let summary = String::from_utf8(output).unwrap();
+        let count: usize = summary
+            .split("assessed ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{summary}"));
+        // Each partition holds a share of the book, not all or nothing.
+        assert!((400..1100).contains(&count), "{summary}");
+        assessed += count;
+    }
+    assert_eq!(assessed, 3000);
+
+    let merged = dir.path().join("merged.csv");
+    prioritize()
+        .args(["plan", "--out"])
+        .arg(&merged)
+        .arg("--merge")
+        .args(&parts)
+        .args(decide)
+        .assert()
+        .success();
+    let (whole_text, merged_text) = (
+        fs::read_to_string(&whole).unwrap(),
+        fs::read_to_string(&merged).unwrap(),
+    );
+    let rows = read_csv(&whole);
+    assert!(
+        rows.iter().any(|r| r["propensity"] != "1.0"),
+        "some explored"
+    );
+    assert!(
+        rows.iter().any(|r| r["strategy"] == "call"),
+        "calls allocated"
+    );
+    let versions: HashSet<&str> = rows.iter().map(|r| r["model_version"].as_str()).collect();
+    assert_eq!(versions.len(), 2, "both models planned");
+    if whole_text != merged_text {
+        let merged_rows = read_csv(&merged);
+        let differing = rows
+            .iter()
+            .zip(&merged_rows)
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| format!("{a:?}\nagainst {b:?}"));
+        panic!(
+            "the merged plan differs ({} against {} rows): {differing:?}",
+            rows.len(),
+            merged_rows.len()
+        );
+    }
+
+    // Every partition, each once.
+    let refused = |parts: &[&PathBuf], named: &str| {
+        let output = prioritize()
+            .args(["plan", "--out"])
+            .arg(dir.path().join("refused.csv"))
+            .arg("--merge")
+            .args(parts)
+            .assert()
+            .failure()
+            .get_output()
+            .stderr
+            .clone();
+        let stderr = String::from_utf8(output).unwrap();
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(!dir.path().join("refused.csv").exists());
+    };
+    refused(&[&parts[0], &parts[1], &parts[2]], "3/4 missing");
+    refused(
+        &[&parts[0], &parts[1], &parts[2], &parts[2]],
+        "partition 2/4 is also",
+    );
+    refused(&[&parts[0], &parts[1], &parts[2], &whole], "whole.csv");
+}

@@ -1,6 +1,6 @@
 //! `prioritize plan`: the day's strategy for every account, to CSV.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -11,6 +11,7 @@ use crate::contract::{DataSet, Strategy};
 use crate::model::folder;
 use crate::output::write_durably;
 use crate::strategy::config::EngineConfig;
+use crate::strategy::partition::{read_parts, restrict, write_part, Partition};
 use crate::strategy::plan::{
     assess_arms, decide, mix, money, write_plan_csv, Arms, Book, Decision,
 };
@@ -70,6 +71,20 @@ pub fn mix_table(book: &Book, decisions: &[Decision], config: &EngineConfig) -> 
     out
 }
 
+/// The models that planned `book`, for a summary.
+fn models_text(book: &Book) -> String {
+    match &book.challenger {
+        Some(challenger) => {
+            let share = book.by_challenger.iter().filter(|&&c| c).count();
+            format!(
+                "models {} (champion) and {challenger} (challenger, {share} accounts)",
+                book.model_version
+            )
+        }
+        None => format!("model {}", book.model_version),
+    }
+}
+
 /// Plans `as_of` and writes the plan; returns a summary.
 pub fn run(
     data: &Path,
@@ -114,16 +129,7 @@ pub fn run(
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "plan written");
     bar.finish_and_clear();
     let explored = decisions.iter().filter(|d| d.propensity < 1.0).count();
-    let models = match &book.challenger {
-        Some(challenger) => {
-            let share = book.by_challenger.iter().filter(|&&c| c).count();
-            format!(
-                "models {} (champion) and {challenger} (challenger, {share} accounts)",
-                book.model_version
-            )
-        }
-        None => format!("model {}", book.model_version),
-    };
+    let models = models_text(&book);
     let summary = format!(
         "{}planned {} accounts for {as_of} with {models} → {} ({explored} explored)\n\
          load {loaded:.1} s, features, rules and scoring {:.1} s, allocation {:.1} s, writing {:.1} s; total {:.1} s",
@@ -137,4 +143,89 @@ pub fn run(
     );
     std::thread::spawn(move || drop((book, decisions)));
     Ok(summary)
+}
+
+/// Assesses the accounts of partition `part` on `as_of` (features, rules and
+/// scores under every strategy) and writes them to `out` for `merge`.
+pub fn run_partition(
+    data: &Path,
+    model: &Path,
+    as_of: NaiveDate,
+    part: Partition,
+    engine: &EngineArgs,
+    out: &Path,
+) -> Result<String> {
+    let config = engine_config(engine)?;
+    let started = Instant::now();
+    let bar = super::spinner(&format!("loading {}", data.display()));
+    let data_set = DataSet::load(data)?;
+    bar.set_message(format!("keeping the people of partition {part}"));
+    let data_set = restrict(data_set, part)?;
+    let model = folder::load(model)?;
+    let challenger = crate::serve::challenger_of(&config, &model)?;
+    let arms = Arms {
+        champion: &model,
+        challenger: challenger.as_ref().map(|(m, share)| (m, *share)),
+    };
+    let book = assess_arms(&data_set, arms, &config, as_of, &|step| {
+        bar.set_message(step.to_string())
+    })?;
+    drop(data_set);
+    bar.set_message(format!("writing {}", out.display()));
+    write_durably(out, |file| Ok(write_part(&book, &config, part, file)?))
+        .context("writing the partition")?;
+    bar.finish_and_clear();
+    Ok(format!(
+        "partition {part}: assessed {} accounts for {as_of} with {} → {} in {:.1} s; \
+         plan the book with `prioritize plan --merge` over all {} partitions",
+        book.len(),
+        models_text(&book),
+        out.display(),
+        started.elapsed().as_secs_f64(),
+        part.count
+    ))
+}
+
+/// Plans the book of the partitions `parts`: exploration, the allocation
+/// under the day's capacities and the queue ranks over all of them, as one
+/// run over the whole book would; writes the plan and returns a summary.
+pub fn merge(parts: &[PathBuf], engine: &EngineArgs, out: &Path) -> Result<String> {
+    if !engine.costs.is_empty() || engine.challenger.is_some() || engine.challenger_share.is_some()
+    {
+        anyhow::bail!(
+            "--cost, --challenger and --challenger-share shape each account's values: \
+             give them to every `plan --partition`, not to --merge"
+        );
+    }
+    let config = engine_config(engine)?;
+    let started = Instant::now();
+    let bar = super::spinner(&format!("reading {} partitions", parts.len()));
+    let book = read_parts(parts)?;
+    let read = started.elapsed().as_secs_f64();
+    bar.set_message("allocating under capacity");
+    let decisions = decide(&book, &config);
+    let allocated = started.elapsed().as_secs_f64();
+    bar.set_message(format!("writing {}", out.display()));
+    write_durably(out, |file| {
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+        write_plan_csv(&book, &decisions, &config, &mut buffered)?;
+        std::io::Write::flush(&mut buffered)?;
+        Ok(())
+    })
+    .context("writing the plan")?;
+    bar.finish_and_clear();
+    let explored = decisions.iter().filter(|d| d.propensity < 1.0).count();
+    Ok(format!(
+        "{}planned {} accounts of {} partitions for {} with {} → {} ({explored} explored)\n\
+         reading {read:.1} s, allocation {:.1} s, writing {:.1} s; total {:.1} s",
+        mix_table(&book, &decisions, &config),
+        book.len(),
+        parts.len(),
+        book.day,
+        models_text(&book),
+        out.display(),
+        allocated - read,
+        started.elapsed().as_secs_f64() - allocated,
+        started.elapsed().as_secs_f64(),
+    ))
 }

@@ -3,6 +3,7 @@
 pub mod allocate;
 pub mod config;
 pub mod judge;
+pub mod partition;
 pub mod plan;
 pub mod policy;
 pub mod rules;

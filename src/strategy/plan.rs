@@ -450,7 +450,7 @@ fn stable_hash(id: &str, day: NaiveDate, seed: u64, salt: u64) -> u64 {
 }
 
 /// FNV-1a over `bytes`, seeded and salted, with SplitMix64's finaliser.
-fn stable_hash_bytes(bytes: impl Iterator<Item = u8>, seed: u64, salt: u64) -> u64 {
+pub(crate) fn stable_hash_bytes(bytes: impl Iterator<Item = u8>, seed: u64, salt: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt;
     for byte in bytes {
         h ^= u64::from(byte);

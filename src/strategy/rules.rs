@@ -30,6 +30,23 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule.
+    pub const ALL: [Rule; 8] = [
+        Rule::EligibilityFloor,
+        Rule::NoContact,
+        Rule::DisputeOpen,
+        Rule::ChannelOptOut,
+        Rule::CallAttemptLimit,
+        Rule::ConversationCoolOff,
+        Rule::PromisePending,
+        Rule::CallingHours,
+    ];
+
+    /// The rule named `name` (as written to `blocked_by`).
+    pub fn named(name: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The name written to `blocked_by`.
     pub fn as_str(self) -> &'static str {
         match self {
