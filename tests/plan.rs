@@ -623,16 +623,11 @@ fn bad_engine_settings_are_refused_naming_the_flag_or_field() {
         .failure();
 }
 
-/// Champion/challenger: a second model plans a fixed share of the people
-/// (all of a person's accounts on one side), with that share of each
-/// capacity, under the same rules; every row names the model that decided it.
-#[test]
-fn a_challenger_plans_its_share_of_people_with_its_share_of_capacity() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, _) = book(dir.path(), "book", 3000, 16);
-    add_edge_cases(&data);
-    let (training, _) = book(dir.path(), "training", 1500, 17);
-    let challenger = dir.path().join("challenger");
+/// A challenger model (scorecard responses, 40 trees) trained on a book of
+/// 1,500 accounts of `seed` in `dir`, unlike the embedded champion.
+fn train_challenger(dir: &Path, seed: u64) -> PathBuf {
+    let (training, _) = book(dir, "training", 1500, seed);
+    let challenger = dir.join("challenger");
     prioritize()
         .args([
             "train",
@@ -647,6 +642,18 @@ fn a_challenger_plans_its_share_of_people_with_its_share_of_capacity() {
         .arg(&challenger)
         .assert()
         .success();
+    challenger
+}
+
+/// Champion/challenger: a second model plans a fixed share of the people
+/// (all of a person's accounts on one side), with that share of each
+/// capacity, under the same rules; every row names the model that decided it.
+#[test]
+fn a_challenger_plans_its_share_of_people_with_its_share_of_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = book(dir.path(), "book", 3000, 16);
+    add_edge_cases(&data);
+    let challenger = train_challenger(dir.path(), 17);
     let version_of = |dir: &Path| -> String {
         let meta: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
@@ -877,22 +884,7 @@ fn a_book_planned_in_partitions_is_the_book_planned_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _) = book(dir.path(), "book", 3000, 21);
     add_edge_cases(&data);
-    let (training, _) = book(dir.path(), "training", 1500, 22);
-    let challenger = dir.path().join("challenger");
-    prioritize()
-        .args([
-            "train",
-            "--response-learner",
-            "scorecard",
-            "--trees",
-            "40",
-            "--data",
-        ])
-        .arg(&training)
-        .arg("--out")
-        .arg(&challenger)
-        .assert()
-        .success();
+    let challenger = train_challenger(dir.path(), 22);
     let shape = [
         "--challenger",
         challenger.to_str().unwrap(),

@@ -85,6 +85,22 @@ fn models_text(book: &Book) -> String {
     }
 }
 
+/// Writes the plan CSV of `decisions` to `out`, durably (whole or not at all).
+fn write_plan_file(
+    out: &Path,
+    book: &Book,
+    decisions: &[Decision],
+    config: &EngineConfig,
+) -> Result<()> {
+    write_durably(out, |file| {
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+        write_plan_csv(book, decisions, config, &mut buffered)?;
+        std::io::Write::flush(&mut buffered)?;
+        Ok(())
+    })
+    .context("writing the plan")
+}
+
 /// Plans `as_of` and writes the plan; returns a summary.
 pub fn run(
     data: &Path,
@@ -119,13 +135,7 @@ pub fn run(
     // accounts, which `prioritize plan` would otherwise wait for before it
     // exits; a process that goes on, such as `demo`, frees them all the same).
     std::thread::spawn(move || drop(data_set));
-    write_durably(out, |file| {
-        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
-        write_plan_csv(&book, &decisions, &config, &mut buffered)?;
-        std::io::Write::flush(&mut buffered)?;
-        Ok(())
-    })
-    .context("writing the plan")?;
+    write_plan_file(out, &book, &decisions, &config)?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "plan written");
     bar.finish_and_clear();
     let explored = decisions.iter().filter(|d| d.propensity < 1.0).count();
@@ -206,13 +216,7 @@ pub fn merge(parts: &[PathBuf], engine: &EngineArgs, out: &Path) -> Result<Strin
     let decisions = decide(&book, &config);
     let allocated = started.elapsed().as_secs_f64();
     bar.set_message(format!("writing {}", out.display()));
-    write_durably(out, |file| {
-        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
-        write_plan_csv(&book, &decisions, &config, &mut buffered)?;
-        std::io::Write::flush(&mut buffered)?;
-        Ok(())
-    })
-    .context("writing the plan")?;
+    write_plan_file(out, &book, &decisions, &config)?;
     bar.finish_and_clear();
     let explored = decisions.iter().filter(|d| d.propensity < 1.0).count();
     Ok(format!(
