@@ -875,6 +875,91 @@ fn evaluate_policy_judges_decisions_made_elsewhere_by_the_same_rules() {
     );
 }
 
+/// Plans the four partitions of `data` into `DIR/PREFIX-I.parquet`,
+/// checking that each holds a share of the book and all hold it once.
+fn partitions(dir: &Path, data: &Path, prefix: &str, shape: &[&str]) -> Vec<PathBuf> {
+    let parts: Vec<PathBuf> = (0..4)
+        .map(|i| dir.join(format!("{prefix}-{i}.parquet")))
+        .collect();
+    let mut assessed = 0;
+    for (i, part) in parts.iter().enumerate() {
+        let output = partition(data, i, part, shape)
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let summary = String::from_utf8(output).unwrap();
+        let count: usize = summary
+            .split("assessed ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{summary}"));
+        // Each partition holds a share of the book, not all or nothing.
+        assert!((400..1100).contains(&count), "{summary}");
+        assessed += count;
+    }
+    assert_eq!(assessed, 3000);
+    parts
+}
+
+fn partition(data: &Path, i: usize, out: &Path, shape: &[&str]) -> assert_cmd::assert::Assert {
+    prioritize()
+        .args([
+            "plan",
+            "--as-of",
+            DAY,
+            "--partition",
+            &format!("{i}/4"),
+            "--data",
+        ])
+        .arg(data)
+        .arg("--model")
+        .arg(default_model())
+        .arg("--out")
+        .arg(out)
+        .args(shape)
+        .assert()
+}
+
+fn merge(parts: &[PathBuf], decide: &[&str], out: &Path) {
+    prioritize()
+        .args(["plan", "--out"])
+        .arg(out)
+        .arg("--merge")
+        .args(parts)
+        .args(decide)
+        .assert()
+        .success();
+}
+
+/// The CSV data folder `csv` again as Parquet in `out`, every column as
+/// text (as a lender's export may be), in row groups of 500 rows.
+fn as_parquet(csv: &Path, out: &Path) {
+    use polars::prelude::{CsvReadOptions, ParquetWriter, SerReader};
+    fs::create_dir_all(out).unwrap();
+    for entry in fs::read_dir(csv).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("csv") {
+            continue;
+        }
+        let mut frame = CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .try_into_reader_with_file_path(Some(path.clone()))
+            .unwrap()
+            .finish()
+            .unwrap();
+        let target = out
+            .join(path.file_stem().unwrap())
+            .with_extension("parquet");
+        ParquetWriter::new(fs::File::create(target).unwrap())
+            .with_row_group_size(Some(500))
+            .finish(&mut frame)
+            .unwrap();
+    }
+}
+
 /// A book planned as partitions (`--partition I/N`, then `--merge`) is the
 /// book planned whole, row for row, with exploration on, a challenger
 /// planning a share of the people and capacities binding across
@@ -904,53 +989,9 @@ fn a_book_planned_in_partitions_is_the_book_planned_whole() {
     let whole = dir.path().join("whole.csv");
     plan(&data, &whole, &[&shape[..], &decide[..]].concat());
 
-    let parts: Vec<PathBuf> = (0..4)
-        .map(|i| dir.path().join(format!("part-{i}.parquet")))
-        .collect();
-    let mut assessed = 0;
-    for (i, part) in parts.iter().enumerate() {
-        let output = prioritize()
-            .args([
-                "plan",
-                "--as-of",
-                DAY,
-                "--partition",
-                &format!("{i}/4"),
-                "--data",
-            ])
-            .arg(&data)
-            .arg("--model")
-            .arg(default_model())
-            .arg("--out")
-            .arg(part)
-            .args(shape)
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let summary = String::from_utf8(output).unwrap();
-        let count: usize = summary
-            .split("assessed ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{summary}"));
-        // Each partition holds a share of the book, not all or nothing.
-        assert!((400..1100).contains(&count), "{summary}");
-        assessed += count;
-    }
-    assert_eq!(assessed, 3000);
-
+    let parts = partitions(dir.path(), &data, "part", &shape);
     let merged = dir.path().join("merged.csv");
-    prioritize()
-        .args(["plan", "--out"])
-        .arg(&merged)
-        .arg("--merge")
-        .args(&parts)
-        .args(decide)
-        .assert()
-        .success();
+    merge(&parts, &decide, &merged);
     let (whole_text, merged_text) = (
         fs::read_to_string(&whole).unwrap(),
         fs::read_to_string(&merged).unwrap(),
@@ -979,6 +1020,65 @@ fn a_book_planned_in_partitions_is_the_book_planned_whole() {
             merged_rows.len()
         );
     }
+
+    // The same book from Parquet, where a partition drops the other
+    // people's rows as it reads them: the same plan again.
+    let parquet = dir.path().join("book-parquet");
+    as_parquet(&data, &parquet);
+    let parquet_parts = partitions(dir.path(), &parquet, "parquet-part", &shape);
+    let from_parquet = dir.path().join("merged-parquet.csv");
+    merge(&parquet_parts, &decide, &from_parquet);
+    assert!(
+        fs::read_to_string(&from_parquet).unwrap() == whole_text,
+        "the plan merged from Parquet partitions differs from the whole plan"
+    );
+
+    // A bad cell is named by its row in the file, by the one partition
+    // whose people it belongs to; the others do not read that row.
+    let history = fs::read_to_string(data.join("payment_history.csv")).unwrap();
+    let mut lines: Vec<String> = history.lines().map(str::to_string).collect();
+    let column = lines[0]
+        .split(',')
+        .position(|c| c == "amount_paid")
+        .unwrap();
+    let row = lines.len() / 2 + 7;
+    let mut cells: Vec<&str> = lines[row].split(',').collect();
+    cells[column] = "12.3.4";
+    lines[row] = cells.join(",");
+    let bad_csv = dir.path().join("bad-csv");
+    fs::create_dir_all(&bad_csv).unwrap();
+    for entry in fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, bad_csv.join(path.file_name().unwrap())).unwrap();
+    }
+    fs::write(bad_csv.join("payment_history.csv"), lines.join("\n") + "\n").unwrap();
+    let bad = dir.path().join("bad-parquet");
+    as_parquet(&bad_csv, &bad);
+    let named = format!("payment_history.parquet, row {row}, column amount_paid");
+    let mut refusing = Vec::new();
+    for i in 0..4 {
+        let out = dir.path().join(format!("bad-{i}.parquet"));
+        let assert = partition(&bad, i, &out, &shape);
+        let output = assert.get_output();
+        if !output.status.success() {
+            let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+            assert!(stderr.contains(&named), "{stderr}");
+            assert!(!out.exists(), "nothing written by a refused partition");
+            refusing.push(i);
+        }
+    }
+    assert_eq!(refusing.len(), 1, "partitions refusing: {refusing:?}");
+    // The whole book names the same row.
+    let whole_bad = prioritize()
+        .args(["validate", "--data"])
+        .arg(&bad)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&whole_bad.stdout).to_string()
+        + &String::from_utf8_lossy(&whole_bad.stderr);
+    assert!(text.contains(&named), "{text}");
 
     // Every partition, each once.
     let refused = |parts: &[&PathBuf], named: &str| {

@@ -11,7 +11,7 @@ use crate::contract::{DataSet, Strategy};
 use crate::model::folder;
 use crate::output::write_durably;
 use crate::strategy::config::EngineConfig;
-use crate::strategy::partition::{read_parts, restrict, write_part, Partition};
+use crate::strategy::partition::{read_parts, write_part, Partition};
 use crate::strategy::plan::{
     assess_arms, decide, mix, money, write_plan_csv, Arms, Book, Decision,
 };
@@ -167,10 +167,12 @@ pub fn run_partition(
 ) -> Result<String> {
     let config = engine_config(engine)?;
     let started = Instant::now();
-    let bar = super::spinner(&format!("loading {}", data.display()));
-    let data_set = DataSet::load(data)?;
-    bar.set_message(format!("keeping the people of partition {part}"));
-    let data_set = restrict(data_set, part)?;
+    let bar = super::spinner(&format!(
+        "loading the people of partition {part} from {}",
+        data.display()
+    ));
+    // Only this partition's rows are held: the other tables are cut as read.
+    let data_set = DataSet::load_people(data, &|person| part.holds(person))?;
     let model = folder::load(model)?;
     let challenger = crate::serve::challenger_of(&config, &model)?;
     let arms = Arms {

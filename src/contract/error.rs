@@ -133,6 +133,14 @@ impl Problems {
         Ok(())
     }
 
+    /// Renumbers the rows of the problems listed (a part read cut, put back
+    /// to its file's rows).
+    pub fn map_rows(&mut self, to: impl Fn(usize) -> usize) {
+        for problem in &mut self.list {
+            problem.row = problem.row.map(&to);
+        }
+    }
+
     /// True once the limit is reached: further checks of the same kind can stop.
     pub fn full(&self) -> bool {
         self.list.len() >= self.limit

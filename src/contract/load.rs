@@ -170,6 +170,44 @@ pub fn load_table(
     spec: &TableSpec,
     problems: &mut Problems,
 ) -> Result<Option<DataFrame>, ContractError> {
+    Ok(load_table_without(dir, spec, None, problems)?.map(|cut| cut.frame))
+}
+
+/// The name of the row number a filtered read carries until typing is done.
+const FILE_ROW: &str = "__prioritize_file_row";
+
+/// A table loaded without some accounts' rows.
+pub struct Cut {
+    pub frame: DataFrame,
+    /// The 0-based row in the file of each row of `frame`; `None` when
+    /// nothing was left out.
+    pub file_rows: Option<Vec<IdxSize>>,
+}
+
+impl Cut {
+    /// Puts a problem found in `frame` back to its row in the file.
+    pub fn to_file(&self, error: ContractError) -> ContractError {
+        match (error, &self.file_rows) {
+            (ContractError::Invalid(mut problem), Some(rows)) => {
+                problem.row = problem.row.map(|row| rows[row - 1] as usize + 1);
+                ContractError::Invalid(problem)
+            }
+            (error, _) => error,
+        }
+    }
+}
+
+/// Loads one table as [`load_table`] does, leaving out the rows of the
+/// accounts in `without` (a String series of account ids). From Parquet
+/// the rows left out are dropped as the file is read, so they never take
+/// memory; a CSV file is read whole and then cut. A problem names its row
+/// in the file either way.
+pub fn load_table_without(
+    dir: &Path,
+    spec: &TableSpec,
+    without: Option<&Series>,
+    problems: &mut Problems,
+) -> Result<Option<Cut>, ContractError> {
     let Some((path, format)) = find_table(dir, spec)? else {
         if spec.required {
             return Err(ContractError::Folder {
@@ -182,35 +220,149 @@ pub fn load_table(
     };
     let file = file_label(&path);
     let started = std::time::Instant::now();
-    let raw = read_raw(&path, format, spec)?;
+    let (raw, file_rows) = match without {
+        Some(without) if format == Format::Parquet => read_parquet_without(&path, spec, without)?,
+        _ => (read_raw(&path, format, spec)?, None),
+    };
     let read = started.elapsed();
-    let frame = typed_table(&file, spec, &raw, problems)?;
+    let cut = match file_rows {
+        None => {
+            let frame = typed_table(&file, spec, raw, problems)?;
+            match without {
+                Some(without) => leave_out(&file, frame, without)?,
+                None => Cut {
+                    frame,
+                    file_rows: None,
+                },
+            }
+        }
+        Some(file_rows) => {
+            // Problems name the rows of the cut frame: they are put back to
+            // the file's own before anyone sees them.
+            let cut = Cut {
+                frame: DataFrame::empty(),
+                file_rows: Some(file_rows),
+            };
+            let mut found = problems.fresh();
+            let frame = typed_table(&file, spec, raw, &mut found).map_err(|e| cut.to_file(e))?;
+            let rows = cut.file_rows.as_deref().unwrap_or_default();
+            found.map_rows(|row| rows[row - 1] as usize + 1);
+            problems.absorb(found)?;
+            Cut { frame, ..cut }
+        }
+    };
     tracing::info!(
         file,
-        rows = frame.height(),
+        rows = cut.frame.height(),
         read_s = read.as_secs_f64(),
         typed_and_checked_s = (started.elapsed() - read).as_secs_f64(),
         "table loaded"
     );
-    Ok(Some(frame))
+    Ok(Some(cut))
+}
+
+/// The rows of `frame` (with a String `account_id`) whose account is not in
+/// `without`; rows without an account are kept, for the checks to refuse.
+fn account_not_in(without: &Series) -> Expr {
+    col("account_id")
+        .is_in(lit(without.clone()).implode(), false)
+        .not()
+        .or(col("account_id").is_null())
+}
+
+/// A typed table without the rows of the accounts in `without`.
+fn leave_out(file: &str, frame: DataFrame, without: &Series) -> Result<Cut, ContractError> {
+    let mut frame = frame
+        .lazy()
+        .with_row_index(FILE_ROW, None)
+        .filter(account_not_in(without))
+        .collect()
+        .map_err(read_error(file))?;
+    let rows = file_rows(&mut frame).map_err(read_error(file))?;
+    Ok(Cut {
+        frame,
+        file_rows: Some(rows),
+    })
+}
+
+fn file_rows(frame: &mut DataFrame) -> PolarsResult<Vec<IdxSize>> {
+    Ok(frame
+        .drop_in_place(FILE_ROW)?
+        .idx()?
+        .into_no_null_iter()
+        .collect())
+}
+
+/// Reads a Parquet table's known columns without the rows of the accounts
+/// in `without`, with each kept row's 0-based row in the file. A file whose
+/// `account_id` is not text is read whole (and cut once typed).
+fn read_parquet_without(
+    path: &Path,
+    spec: &TableSpec,
+    without: &Series,
+) -> Result<(DataFrame, Option<Vec<IdxSize>>), ContractError> {
+    let file = file_label(path);
+    let io = |source| ContractError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let schema = ParquetReader::new(File::open(path).map_err(io)?)
+        .schema()
+        .map_err(read_error(&file))?;
+    let text_ids = schema.get("account_id").is_some_and(|field| {
+        matches!(
+            field.dtype(),
+            ArrowDataType::Utf8 | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8View
+        )
+    });
+    if !text_ids {
+        return Ok((read_raw(path, Format::Parquet, spec)?, None));
+    }
+    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    warn_unknown(&file, spec, &names);
+    let mut columns: Vec<Expr> = names
+        .iter()
+        .filter(|n| spec.column(n).is_some())
+        .map(|n| col(n.as_str()))
+        .collect();
+    columns.push(col(FILE_ROW));
+    let args = ScanArgsParquet {
+        row_index: Some(polars::io::RowIndex {
+            name: FILE_ROW.into(),
+            offset: 0,
+        }),
+        ..Default::default()
+    };
+    let mut frame = LazyFrame::scan_parquet(PlPathRef::from_local_path(path).into_owned(), args)
+        .map_err(read_error(&file))?
+        .filter(account_not_in(without))
+        .select(columns)
+        .collect()
+        .map_err(read_error(&file))?;
+    let rows = file_rows(&mut frame).map_err(read_error(&file))?;
+    Ok((frame, Some(rows)))
 }
 
 /// Types a table's raw columns (as read from `file`) into its canonical
 /// columns, in the order of the contract, and checks them: what loading a
-/// file does once the file is read.
+/// file does once the file is read. Each raw column is freed once typed, so
+/// that a table is not held twice over (money widened to `Decimal(18, 4)`
+/// beside the file's own decimals) while the others are still being read.
 pub fn typed_table(
     file: &str,
     spec: &TableSpec,
-    raw: &DataFrame,
+    mut raw: DataFrame,
     problems: &mut Problems,
 ) -> Result<DataFrame, ContractError> {
     let rows = raw.height();
     let mut columns = Vec::with_capacity(spec.columns.len());
     for column_spec in spec.columns {
-        let column = match raw.column(column_spec.name) {
+        let column = match raw.drop_in_place(column_spec.name) {
             Ok(found) => {
-                super::validate::check_present(file, column_spec, found, problems)?;
-                to_canonical(file, column_spec, found, problems)?
+                super::validate::check_present(file, column_spec, &found, problems)?;
+                let typed = to_canonical(file, column_spec, &found, problems)?;
+                drop(found);
+                typed
             }
             Err(_) if column_spec.required => {
                 problems.push(at_column(
@@ -305,7 +457,7 @@ impl DataSet {
         let specs = [&ACCOUNTS, &PAYMENT_HISTORY, &ACTIONS, &OUTCOMES];
         let file = |spec: &TableSpec| format!("{label}/{}", spec.name);
         let mut typed = Vec::with_capacity(4);
-        for (spec, raw) in specs.iter().zip(&frames) {
+        for (spec, raw) in specs.iter().zip(frames) {
             typed.push(typed_table(&file(spec), spec, raw, &mut problems)?);
         }
         let [accounts, payment_history, actions, outcomes]: [DataFrame; 4] =
@@ -332,6 +484,87 @@ impl DataSet {
     pub fn load(dir: &Path) -> Result<DataSet, ContractError> {
         let mut problems = Problems::fail_fast();
         Self::load_with(dir, &mut problems)
+    }
+
+    /// Loads the rows of the people `keep` holds (a person is an account's
+    /// `customer_id`, else its `account_id`), stopping at the first problem:
+    /// the accounts table whole, then the other tables without the rows of
+    /// everybody else's accounts, so that a partition of a book holds no
+    /// more than its share of them (see [`load_table_without`]). Rows of
+    /// accounts the folder does not have are kept, and refused as
+    /// [`DataSet::load`] refuses them; rows of other people's accounts are
+    /// not checked.
+    pub fn load_people(
+        dir: &Path,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<DataSet, ContractError> {
+        if !dir.is_dir() {
+            return Err(ContractError::Folder {
+                path: dir.to_path_buf(),
+                what: "not a folder".into(),
+            });
+        }
+        use super::schema::{ACCOUNTS, ACTIONS, OUTCOMES, PAYMENT_HISTORY};
+        let mut problems = Problems::fail_fast();
+        let accounts_file = find_table(dir, &ACCOUNTS)?
+            .map(|(p, _)| file_label(&p))
+            .unwrap_or_default();
+        let accounts =
+            load_table(dir, &ACCOUNTS, &mut problems)?.unwrap_or_else(|| empty_table(&ACCOUNTS));
+        let (accounts, others) = {
+            let column = |name: &str| {
+                accounts
+                    .column(name)
+                    .and_then(|c| c.str().cloned())
+                    .map_err(read_error(&accounts_file))
+            };
+            let (customers, ids) = (column("customer_id")?, column("account_id")?);
+            let held: BooleanChunked = customers
+                .iter()
+                .zip(ids.iter())
+                .map(|(customer, id)| Some(keep(customer.or(id).unwrap_or(""))))
+                .collect();
+            let others = ids.filter(&!&held).map_err(read_error(&accounts_file))?;
+            let accounts = accounts.filter(&held).map_err(read_error(&accounts_file))?;
+            (accounts, others.into_series())
+        };
+        let rest = [&PAYMENT_HISTORY, &ACTIONS, &OUTCOMES];
+        let parts = side_by_side(&problems, &rest, |spec, found| {
+            Ok(
+                load_table_without(dir, spec, Some(&others), found)?.unwrap_or_else(|| Cut {
+                    frame: empty_table(spec),
+                    file_rows: None,
+                }),
+            )
+        });
+        let mut cuts = Vec::with_capacity(rest.len());
+        for (cut, found) in parts {
+            problems.absorb(found)?;
+            cuts.push(cut?);
+        }
+        drop(others);
+        {
+            let ids = super::validate::KnownAccounts::of(&accounts_file, &accounts)?;
+            for (spec, cut) in rest.iter().zip(&cuts) {
+                let file = find_table(dir, spec)?
+                    .map(|(p, _)| file_label(&p))
+                    .unwrap_or_default();
+                super::validate::check_accounts_known(&file, &cut.frame, &ids, &mut problems)
+                    .map_err(|e| cut.to_file(e))?;
+            }
+        }
+        let [payment_history, actions, outcomes]: [DataFrame; 3] = cuts
+            .into_iter()
+            .map(|cut| cut.frame)
+            .collect::<Vec<_>>()
+            .try_into()
+            .expect("three tables");
+        Ok(DataSet {
+            accounts,
+            payment_history,
+            actions,
+            outcomes,
+        })
     }
 
     /// Loads a data folder, recording problems in `problems` (which decides

@@ -25,7 +25,7 @@ use super::allocate::{Values, K};
 use super::config::EngineConfig;
 use super::plan::{stable_hash_bytes, Book, PlanError};
 use super::rules::Rule;
-use crate::contract::{DataSet, Strategy};
+use crate::contract::Strategy;
 
 /// Partition `index` of `count` (numbered from 0, as a Kubernetes Indexed
 /// Job's `JOB_COMPLETION_INDEX` is).
@@ -79,50 +79,6 @@ impl Partition {
     pub fn holds(self, person: &str) -> bool {
         Partition::of_person(person, self.count) == self.index
     }
-}
-
-/// The data folder's rows that belong to the accounts of `part`.
-pub fn restrict(data: DataSet, part: Partition) -> Result<DataSet, PlanError> {
-    let DataSet {
-        accounts,
-        payment_history,
-        actions,
-        outcomes,
-    } = data;
-    let keep: BooleanChunked = {
-        let customers = accounts.column("customer_id")?.str()?;
-        let ids = accounts.column("account_id")?.str()?;
-        customers
-            .iter()
-            .zip(ids.iter())
-            .map(|(customer, id)| Some(part.holds(customer.or(id).unwrap_or(""))))
-            .collect()
-    };
-    let accounts = accounts.filter(&keep)?;
-    let (payment_history, actions, outcomes) = {
-        let held: PlHashSet<&str> = accounts
-            .column("account_id")?
-            .str()?
-            .iter()
-            .flatten()
-            .collect();
-        let only = |frame: DataFrame| -> Result<DataFrame, PlanError> {
-            let keep: BooleanChunked = frame
-                .column("account_id")?
-                .str()?
-                .iter()
-                .map(|id| Some(id.is_some_and(|id| held.contains(id))))
-                .collect();
-            Ok(frame.filter(&keep)?)
-        };
-        (only(payment_history)?, only(actions)?, only(outcomes)?)
-    };
-    Ok(DataSet {
-        accounts,
-        payment_history,
-        actions,
-        outcomes,
-    })
 }
 
 /// What a partition file records of the run that wrote it.
