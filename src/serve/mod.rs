@@ -747,39 +747,55 @@ impl App {
         let mut recorded = self.store.all_actions().await?;
         // ... less the promises a manager lifted since they were recorded.
         history::lift(&mut recorded, &self.store.lifts().await?);
-        let (built, data_hash) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut data_set = DataSet::load(&data)?;
-            let (actions, added) = history::merge(&data_set.actions, &recorded)?;
-            data_set.actions = actions;
-            if added > 0 {
-                tracing::info!(
-                    added,
-                    "actions recorded through the API join the data folder's"
-                );
-            }
-            let model: Model = folder::load(&model_dir)?;
-            let challenger = challenger_of(&config, &model)?;
-            let arms = Arms {
-                champion: &model,
-                challenger: challenger.as_ref().map(|(m, share)| (m, *share)),
-            };
-            let hash = folder::data_hash(&data)?;
-            let built = planning::build(&data_set, &hash, arms, &config, day)?;
-            Ok((built, hash))
-        })
-        .await
-        .context("the planning task")??;
-        let meta = PlanMeta {
+        let (built, data_hash, data_set, model) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let mut data_set = DataSet::load(&data)?;
+                let (actions, added) = history::merge(&data_set.actions, &recorded)?;
+                data_set.actions = actions;
+                if added > 0 {
+                    tracing::info!(
+                        added,
+                        "actions recorded through the API join the data folder's"
+                    );
+                }
+                let model: Model = folder::load(&model_dir)?;
+                let challenger = challenger_of(&config, &model)?;
+                let arms = Arms {
+                    champion: &model,
+                    challenger: challenger.as_ref().map(|(m, share)| (m, *share)),
+                };
+                let hash = folder::data_hash(&data)?;
+                let built = planning::build(&data_set, arms, &config, day)?;
+                Ok((built, hash, data_set, model))
+            })
+            .await
+            .context("the planning task")??;
+        let mut meta = PlanMeta {
             plan_id: 0,
             created_at: Utc::now().timestamp_micros(),
             day: built.day,
             model_version: built.model_version.clone(),
-            data_hash,
+            data_hash: data_hash.clone(),
             accounts: built.rows.len() as i64,
             summary: serde_json::to_string(&built.summary)?,
         };
         let planned = started.elapsed().as_secs_f64();
+        // The dashboard's calibration (a second pass over the features)
+        // runs beside the storing of the rows; the plan is activated with it.
+        let calibrating = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let calibration = planning::calibration(&data_set, &data_hash, &model);
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "calibration worked out"
+            );
+            calibration
+        });
         let plan_id = self.store.insert_plan(&meta, &built.rows, &actor).await?;
+        let mut summary = built.summary;
+        summary.calibration = Some(calibrating.await.context("the calibration task")??);
+        meta.summary = serde_json::to_string(&summary)?;
+        self.store.set_plan_summary(plan_id, &meta.summary).await?;
         self.store
             .activate_plan(plan_id, &self.live_rules, &actor)
             .await?;

@@ -148,24 +148,21 @@ pub struct Built {
     pub summary: Summary,
 }
 
-/// Plans `day` for every account of `data` (whose hash is `data_hash`) with
-/// the champion and, for its share of people, the challenger.
+/// Plans `day` for every account of `data` with the champion and, for its
+/// share of people, the challenger. The summary's calibration is left to
+/// [`calibration`], which `serve` works out while the rows are being stored.
 pub fn build(
     data: &DataSet,
-    data_hash: &str,
     arms: Arms<'_>,
     config: &EngineConfig,
     day: NaiveDate,
 ) -> Result<Built, PlanError> {
-    let model = arms.champion;
     let book = assess_arms(data, arms, config, day, &|step| {
         tracing::info!(step, "building the plan")
     })?;
     let decisions = decide(&book, config);
     let rows = rows(data, &book, &decisions, config)?;
-    let mut summary = summarise(&book, &decisions, config);
-    tracing::info!(step = "calibration", "building the plan");
-    summary.calibration = Some(calibration(data, data_hash, model)?);
+    let summary = summarise(&book, &decisions, config);
     Ok(Built {
         day,
         model_version: book.model_version.clone(),
@@ -310,8 +307,13 @@ fn histories(actions: &DataFrame) -> PolarsResult<HashMap<String, String>> {
         .collect())
 }
 
-/// The model's calibration on the data folder's outcomes and on its held-out rows.
-fn calibration(data: &DataSet, data_hash: &str, model: &Model) -> Result<Calibration, PlanError> {
+/// The model's calibration on the data folder's outcomes (whose hash is
+/// `data_hash`) and on its held-out rows.
+pub fn calibration(
+    data: &DataSet,
+    data_hash: &str,
+    model: &Model,
+) -> Result<Calibration, PlanError> {
     let outcomes = if data.outcomes.height() == 0 {
         None
     } else {

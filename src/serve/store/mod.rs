@@ -501,6 +501,9 @@ pub trait Store: Send + Sync {
         rows: &[PlanRow],
         actor: &Actor,
     ) -> Result<i64, StoreError>;
+    /// Replaces the summary of a stored plan that is not active yet (the
+    /// calibration is worked out while its rows are being stored).
+    async fn set_plan_summary(&self, plan_id: i64, summary: &str) -> Result<(), StoreError>;
     /// Makes a stored plan the active one, atomically: active leases carry
     /// over, and actions recorded since the plan's day began apply to it
     /// (less the blocks lifted since).

@@ -121,12 +121,17 @@ impl SqlBackend for PostgresStore {
             "COPY plan_items ({}) FROM STDIN (FORMAT csv)",
             sql::ROW_COLUMNS
         );
-        let mut text = Vec::with_capacity(PART.min(rows.len()) * 320);
+        // Each part is sent in small pieces, so that PostgreSQL parses and
+        // indexes one piece while the next is being formatted.
+        const PIECE: usize = 2_000;
+        let mut text = Vec::with_capacity(PIECE.min(rows.len()) * 320);
         for part in rows.chunks(PART) {
-            text.clear();
-            sql::rows_csv(plan_id, part, &mut text);
             let mut copy = conn.copy_in_raw(&statement).await?;
-            copy.send(text.as_slice()).await?;
+            for piece in part.chunks(PIECE) {
+                text.clear();
+                sql::rows_csv(plan_id, piece, &mut text);
+                copy.send(text.as_slice()).await?;
+            }
             copy.finish().await?;
         }
         conn.close().await?;

@@ -621,6 +621,20 @@ impl<T: SqlBackend> Store for T {
         Ok(())
     }
 
+    async fn set_plan_summary(&self, plan_id: i64, summary: &str) -> Result<(), StoreError> {
+        let updated = sqlx::query("UPDATE plans SET summary = $1 WHERE plan_id = $2")
+            .bind(summary)
+            .bind(plan_id)
+            .execute(self.write())
+            .await?
+            .rows_affected();
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(format!("no stored plan {plan_id}")))
+        }
+    }
+
     async fn prune_plans(&self) -> Result<u64, StoreError> {
         let mut conn = self.write().acquire().await?;
         let active = match read_active_id(&mut conn).await {
