@@ -320,26 +320,69 @@ fn read_parquet_without(
     }
     let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
     warn_unknown(&file, spec, &names);
-    let mut columns: Vec<Expr> = names
-        .iter()
+    let known: Vec<String> = names
+        .into_iter()
         .filter(|n| spec.column(n).is_some())
-        .map(|n| col(n.as_str()))
         .collect();
-    columns.push(col(FILE_ROW));
-    let args = ScanArgsParquet {
-        row_index: Some(polars::io::RowIndex {
-            name: FILE_ROW.into(),
-            offset: 0,
-        }),
-        ..Default::default()
-    };
-    let mut frame = LazyFrame::scan_parquet(PlPathRef::from_local_path(path).into_owned(), args)
-        .map_err(read_error(&file))?
-        .filter(account_not_in(without))
-        .select(columns)
-        .collect()
+    let total = ParquetReader::new(File::open(path).map_err(io)?)
+        .num_rows()
         .map_err(read_error(&file))?;
-    let rows = file_rows(&mut frame).map_err(read_error(&file))?;
+    let polars = read_error(&file);
+    let others: PlHashSet<&str> = without
+        .str()
+        .map_err(&polars)?
+        .into_no_null_iter()
+        .collect();
+    // A slice of the file at a time, so that only the kept rows of the
+    // whole table are ever held; a table's rows of one account are mostly
+    // consecutive, so the last account's answer is reused.
+    const SLICE: usize = 1 << 20;
+    let mut kept: Option<DataFrame> = None;
+    let mut rows: Vec<IdxSize> = Vec::new();
+    for offset in (0..total).step_by(SLICE) {
+        let slice = ParquetReader::new(File::open(path).map_err(io)?)
+            .with_columns(Some(known.clone()))
+            .with_slice(Some((offset, SLICE)))
+            .finish()
+            .map_err(&polars)?;
+        let ids = slice
+            .column("account_id")
+            .and_then(|c| c.str().cloned())
+            .map_err(&polars)?;
+        let mut take: Vec<IdxSize> = Vec::with_capacity(slice.height());
+        let mut last: Option<(&str, bool)> = None;
+        for (i, id) in ids.iter().enumerate() {
+            let keep = match (id, last) {
+                (None, _) => true,
+                (Some(id), Some((seen, keep))) if id == seen => keep,
+                (Some(id), _) => {
+                    let keep = !others.contains(id);
+                    last = Some((id, keep));
+                    keep
+                }
+            };
+            if keep {
+                take.push(i as IdxSize);
+            }
+        }
+        rows.extend(take.iter().map(|&i| i + offset as IdxSize));
+        let part = slice
+            .take(&IdxCa::from_vec("take".into(), take))
+            .map_err(&polars)?;
+        match &mut kept {
+            None => kept = Some(part),
+            Some(frame) => {
+                frame.vstack_mut_owned(part).map_err(&polars)?;
+            }
+        }
+    }
+    let frame = match kept {
+        Some(mut frame) => {
+            frame.as_single_chunk_par();
+            frame
+        }
+        None => read_raw(path, Format::Parquet, spec)?,
+    };
     Ok((frame, Some(rows)))
 }
 
