@@ -130,14 +130,8 @@ fn read_raw(path: &Path, format: Format, spec: &TableSpec) -> Result<DataFrame, 
         Format::Parquet => {
             let mut reader = ParquetReader::new(File::open(path).map_err(io)?);
             let schema = reader.schema().map_err(read_error(&file))?;
-            let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-            warn_unknown(&file, spec, &names);
-            let known: Vec<String> = names
-                .into_iter()
-                .filter(|n| spec.column(n).is_some())
-                .collect();
             reader
-                .with_columns(Some(known))
+                .with_columns(Some(known_columns(&file, spec, &schema)))
                 .finish()
                 .map_err(read_error(&file))?
         }
@@ -151,6 +145,17 @@ fn read_raw(path: &Path, format: Format, spec: &TableSpec) -> Result<DataFrame, 
         warn_unknown(&file, spec, &names);
     }
     Ok(frame)
+}
+
+/// The columns of a Parquet file's `schema` that the contract knows; the
+/// others are named in a warning and never read.
+fn known_columns(file: &str, spec: &TableSpec, schema: &ArrowSchema) -> Vec<String> {
+    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    warn_unknown(file, spec, &names);
+    names
+        .into_iter()
+        .filter(|n| spec.column(n).is_some())
+        .collect()
 }
 
 fn warn_unknown(file: &str, spec: &TableSpec, names: &[String]) {
@@ -318,12 +323,7 @@ fn read_parquet_without(
     if !text_ids {
         return Ok((read_raw(path, Format::Parquet, spec)?, None));
     }
-    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-    warn_unknown(&file, spec, &names);
-    let known: Vec<String> = names
-        .into_iter()
-        .filter(|n| spec.column(n).is_some())
-        .collect();
+    let known = known_columns(&file, spec, &schema);
     let total = ParquetReader::new(File::open(path).map_err(io)?)
         .num_rows()
         .map_err(read_error(&file))?;
